@@ -1,0 +1,82 @@
+"""Fixtures for every test and doctest: MLflow isolation and a migrated SQLite store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+PACKAGE = "fake_project"
+_MLFLOW_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_RUN_ID",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+    "KEDROFLOW_DISABLE_TRACKING",
+    "_KEDROFLOW_ACTIVE_RUN_ID",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolate() -> Iterator[None]:
+    """Leave MLflow, kedroflow and the interpreter as the test found them."""
+    old_cwd, old_path = os.getcwd(), sys.path.copy()
+    old_env = {name: os.environ.get(name) for name in _MLFLOW_ENV}
+    yield
+    import mlflow
+
+    from kedroflow import tracking
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    tracking.reset()
+    for name, value in old_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    mlflow.set_tracking_uri(old_env["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]
+    mlflow.set_registry_uri(old_env["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+    os.chdir(old_cwd)
+    sys.path[:] = old_path
+    for module in [
+        m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")
+    ]:
+        del sys.modules[module]
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store migrated once, copied by every test that needs one."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _doctest_namespace(
+    request: pytest.FixtureRequest, doctest_namespace: dict[str, Any]
+) -> None:
+    """Doctests get ``tmp_path`` and a ``tracking_uri`` on a fresh SQLite store."""
+    if not isinstance(request.node, pytest.DoctestItem):
+        return
+    tmp_path = request.getfixturevalue("tmp_path")
+    migrated_db = request.getfixturevalue("migrated_db")
+    target = tmp_path / "doctest-mlflow.db"
+    shutil.copy(migrated_db, target)
+    doctest_namespace["tmp_path"] = tmp_path
+    doctest_namespace["tracking_uri"] = f"sqlite:///{target}"

@@ -1,0 +1,128 @@
+"""``kedro mlflow init | ui | modelify``.
+
+Kedro imports every plugin's CLI module on every ``kedro`` command, so this module
+imports nothing heavy: MLflow and the project are loaded inside the command bodies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from importlib import resources
+
+from typing import TYPE_CHECKING, Any
+
+import click
+from kedro.framework.cli.utils import ENV_HELP, KedroCliError
+
+if TYPE_CHECKING:
+    from kedro.framework.startup import ProjectMetadata
+
+DEFAULT_ENV = "local"
+
+
+@click.group(name="kedroflow")
+def commands() -> None:
+    """kedroflow commands."""
+
+
+@commands.group(name="mlflow")
+def mlflow_commands() -> None:
+    """Track Kedro runs in MLflow and serve pipelines as MLflow models."""
+
+
+@mlflow_commands.command(name="init")
+@click.option("--env", "-e", default=DEFAULT_ENV, show_default=True, help=ENV_HELP)
+@click.option("--force", "-f", is_flag=True, help="Overwrite an existing mlflow.yml.")
+@click.option("--silent", "-s", is_flag=True, help="Print nothing on success.")
+@click.pass_obj
+def init(metadata: ProjectMetadata, env: str, force: bool, silent: bool) -> None:
+    """Write a commented ``conf/<env>/mlflow.yml`` (default env: local)."""
+    from kedro.framework.project import settings
+
+    conf_root = metadata.project_path / settings.CONF_SOURCE
+    env_dir = conf_root / env
+    if not env_dir.is_dir():
+        envs = sorted(p.name for p in conf_root.iterdir() if p.is_dir()) if conf_root.is_dir() else []
+        raise KedroCliError(
+            f"No Kedro environment '{env}': {env_dir} does not exist. Create the folder "
+            f"first, or pass --env with one of: {', '.join(envs) or '(none found)'}."
+        )
+    target = env_dir / "mlflow.yml"
+    if target.exists() and not force:
+        raise KedroCliError(
+            f"{target} already exists. Pass --force to overwrite it with the template."
+        )
+    template = resources.files("kedroflow").joinpath("templates/mlflow.yml").read_text()
+    target.write_text(template.replace("{{ experiment_name }}", metadata.package_name))
+    if not silent:
+        click.secho(f"'{target.relative_to(metadata.project_path)}' written.", fg="green")
+
+
+@mlflow_commands.command(name="ui")
+@click.option("--env", "-e", default=DEFAULT_ENV, show_default=True, help=ENV_HELP)
+@click.option("--port", "-p", type=int, default=None, help="Port (default: ui.port).")
+@click.option("--host", "-h", default=None, help="Host (default: ui.host).")
+@click.pass_obj
+def ui(metadata: ProjectMetadata, env: str, port: int | None, host: str | None) -> None:
+    """Open the MLflow UI on the project's tracking store."""
+    config = _load_project_config(metadata, env)
+    uri = config.tracking_uri(metadata.project_path)
+    host = host or config.ui.host
+    port = port or config.ui.port
+    if uri.startswith(("http://", "https://")):
+        import webbrowser
+
+        click.echo(f"The tracking server is remote: opening {uri}")
+        webbrowser.open(uri)
+        return
+    if uri.startswith("databricks"):
+        raise KedroCliError(
+            "The tracking URI is Databricks: open the Experiments page of your "
+            "workspace instead of `kedro mlflow ui`."
+        )
+    command = [
+        sys.executable, "-m", "mlflow", "ui",
+        "--backend-store-uri", uri, "--host", host, "--port", str(port),
+    ]  # fmt: skip
+    registry = config.registry_uri(metadata.project_path)
+    if registry:
+        command += ["--registry-store-uri", registry]
+    click.echo(f"MLflow UI on http://{host}:{port} for {uri} (Ctrl-C to stop)")
+    process = subprocess.Popen(command, cwd=metadata.project_path, start_new_session=True)
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        os.killpg(process.pid, signal.SIGTERM)
+        code = process.wait()
+    if code not in (0, -signal.SIGTERM, 128 + signal.SIGTERM):
+        raise KedroCliError(
+            f"`mlflow ui` exited with code {code}. Is port {port} free? "
+            "Try `kedro mlflow ui --port <another port>`."
+        )
+
+
+def _load_project_config(metadata: ProjectMetadata, env: str) -> Any:
+    from kedro.framework.project import settings
+    from kedro.framework.startup import bootstrap_project
+
+    from kedroflow.config import load_config, register_resolvers
+    from kedroflow.errors import ConfigError
+
+    bootstrap_project(metadata.project_path)
+    conf_root = metadata.project_path / settings.CONF_SOURCE
+    if not (conf_root / env).is_dir():
+        raise KedroCliError(f"No Kedro environment '{env}' in {conf_root}.")
+    register_resolvers()
+    loader_args = dict(getattr(settings, "CONFIG_LOADER_ARGS", {}) or {})
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(conf_root), env=env, **loader_args
+    )
+    try:
+        return load_config(loader, metadata.package_name)
+    except ConfigError as exc:
+        raise KedroCliError(str(exc)) from None
+
+

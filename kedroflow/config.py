@@ -1,0 +1,323 @@
+"""The ``mlflow.yml`` schema, validated once with pydantic.
+
+The keys and meanings are those of kedro-mlflow 2.x, so its users' files work
+unchanged, plus ``tracking.run.tags``, ``tracking.params.redact`` and
+``tracking.params.max_length``. This module has no side effects: it never imports
+mlflow, never touches environment variables and never contacts a server; applying the
+configuration is :mod:`kedroflow.tracking`'s job.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+)
+
+from kedroflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kedro.config import AbstractConfigLoader
+
+#: Set to 1/true/yes to switch tracking off for one command, whatever mlflow.yml says.
+DISABLE_ENV_VAR = "KEDROFLOW_DISABLE_TRACKING"
+#: The embedded default store, relative to the project root.
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+#: Parameter names (regular expressions, case-insensitive) whose values are logged as ``***``.
+DEFAULT_REDACT_PATTERNS = (
+    r"passw(or)?d|passwd|(^|[^a-z])pwd($|[^a-z])",
+    r"secret",
+    r"token($|[^a-z])",
+    r"api[_\-. ]?key",
+    r"credential",
+    r"private[_\-. ]?key",
+    r"access[_\-. ]?key",
+)
+CONFIG_PATTERNS = ["mlflow*", "mlflow*/**", "**/mlflow*"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RequestHeaderProviderConfig(_Section):
+    type: str | None = None
+    pass_context: StrictBool = False
+    init_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServerConfig(_Section):
+    mlflow_tracking_uri: str | None = None
+    mlflow_registry_uri: str | None = None
+    credentials: str | None = None
+    request_header_provider: RequestHeaderProviderConfig = Field(
+        default_factory=RequestHeaderProviderConfig
+    )
+
+
+class DisableTrackingConfig(_Section):
+    pipelines: list[str] = Field(default_factory=list)
+    disable_autologging: StrictBool = True
+
+
+class CreateExperimentKwargs(_Section):
+    artifact_location: str | None = None
+    tags: dict[str, Any] | None = None
+
+
+class ExperimentConfig(_Section):
+    name: str = "Default"
+    create_experiment_kwargs: CreateExperimentKwargs = Field(
+        default_factory=CreateExperimentKwargs
+    )
+    restore_if_deleted: StrictBool = True
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the experiment name must not be empty")
+        return value
+
+
+class RunConfig(_Section):
+    id: str | None = None
+    name: str | None = None
+    nested: StrictBool = True
+    tags: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _run_id_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-zA-Z0-9][\w\-]{0,255}", value):
+            raise ValueError(f"{value!r} is not an MLflow run id (e.g. 32 hex digits)")
+        return value
+
+
+class DictParamsConfig(_Section):
+    flatten: StrictBool = False
+    recursive: StrictBool = True
+    sep: str = "."
+
+
+class ParamsConfig(_Section):
+    dict_params: DictParamsConfig = Field(default_factory=DictParamsConfig)
+    long_params_strategy: Literal["fail", "truncate", "tag"] = "fail"
+    redact: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT_PATTERNS))
+    #: Longest parameter value; null means MLflow's own limit, read from MLflow.
+    max_length: int | None = Field(default=None, gt=0)
+
+    @field_validator("redact")
+    @classmethod
+    def _valid_regexes(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from exc
+        return patterns
+
+
+class TrackingConfig(_Section):
+    disable_tracking: DisableTrackingConfig = Field(default_factory=DisableTrackingConfig)
+    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+    params: ParamsConfig = Field(default_factory=ParamsConfig)
+
+
+class UiConfig(_Section):
+    port: int = Field(default=5000, ge=1, le=65535)
+    host: str = "127.0.0.1"
+
+
+class KedroflowConfig(_Section):
+    """The whole ``mlflow.yml``: every section is optional."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
+
+    def tracking_uri(self, project_path: Path | str) -> str:
+        """The tracking URI: ``mlflow.yml``, else ``$MLFLOW_TRACKING_URI``, else SQLite."""
+        uri = self.server.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        return resolve_uri(uri or DEFAULT_TRACKING_URI, project_path)
+
+    def registry_uri(self, project_path: Path | str) -> str | None:
+        """The registry URI, or None to let MLflow use the tracking URI."""
+        uri = self.server.mlflow_registry_uri
+        return resolve_uri(uri, project_path) if uri else None
+
+    def is_pipeline_disabled(self, pipeline_names: list[str]) -> bool:
+        """True when every selected pipeline is listed in ``disable_tracking.pipelines``."""
+        names = pipeline_names or ["__default__"]
+        return all(name in self.tracking.disable_tracking.pipelines for name in names)
+
+
+def tracking_disabled_by_env() -> bool:
+    """True when ``KEDROFLOW_DISABLE_TRACKING`` switches tracking off for this command."""
+    return os.environ.get(DISABLE_ENV_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def resolve_uri(uri: str, project_path: Path | str) -> str:
+    """Make relative local URIs absolute against the project root.
+
+    ``sqlite:///mlflow.db`` becomes ``sqlite:////<project>/mlflow.db``; a bare path
+    (kedro-mlflow's ``mlruns``) becomes a ``file://`` URI; URIs with a network scheme
+    (``http``, ``postgresql``, ``databricks``...) are returned unchanged.
+    """
+    project = Path(project_path).resolve()
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        relative = uri[len("sqlite:///") :]
+        if relative in ("", ":memory:"):
+            return uri
+        return f"sqlite:///{(project / relative).resolve().as_posix()}"
+    if uri.startswith("file:"):
+        rest = Path(uri[len("file:") :])
+        if uri.startswith("file://"):
+            return uri
+        return (rest if rest.is_absolute() else project / rest).resolve().as_uri()
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.\-]*:", uri) and not re.match(r"^[a-zA-Z]:[\\/]", uri):
+        return uri
+    return (project / uri).resolve().as_uri()
+
+
+def validate_config(raw: dict[str, Any] | None, source: str = "mlflow.yml") -> KedroflowConfig:
+    """Validate a raw ``mlflow.yml`` dict, raising ONE ``ConfigError`` listing every problem."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source} must be a mapping of sections (server, tracking, ui), "
+            f"got {type(raw).__name__}: {raw!r}. Run `kedro mlflow init --force` for a template."
+        )
+    try:
+        return KedroflowConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe_problem(error) for error in exc.errors()]
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        raise ConfigError(
+            f"{source} is invalid ({len(problems)} problem{'s' * (len(problems) > 1)}):\n"
+            f"{lines}\n"
+            "Fix these keys, or run `kedro mlflow init --force` to start again from "
+            "the commented template.",
+            problems,
+        ) from None
+
+
+def load_config(
+    config_loader: AbstractConfigLoader, package_name: str | None = None
+) -> KedroflowConfig:
+    """Read ``mlflow.yml`` for the loader's environment; a missing file means defaults.
+
+    The experiment name defaults to the project's package name, as in kedro-mlflow.
+    """
+    from kedro.config import MissingConfigException
+
+    patterns = getattr(config_loader, "config_patterns", None)
+    if isinstance(patterns, dict) and "mlflow" not in patterns:
+        patterns["mlflow"] = list(CONFIG_PATTERNS)
+    try:
+        raw = config_loader["mlflow"]
+    except (MissingConfigException, KeyError):
+        raw = {}
+    raw = dict(raw or {}) if isinstance(raw, dict) else raw
+    if package_name and isinstance(raw, dict):
+        tracking = dict(raw.get("tracking") or {})
+        experiment = tracking.get("experiment")
+        if experiment is None or (isinstance(experiment, dict) and "name" not in experiment):
+            tracking["experiment"] = {**(experiment or {}), "name": package_name}
+            raw["tracking"] = tracking
+    return validate_config(raw)
+
+
+def _describe_problem(error: Any) -> str:
+    loc = tuple(error["loc"])
+    path = ".".join(str(part) for part in loc) or "(top level)"
+    value = error.get("input")
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = ""
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+        if close:
+            hint = f" Did you mean '{close[0]}'?"
+        return (
+            f"{path}: unknown key.{hint} Allowed keys here: {', '.join(allowed)}."
+        )
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        close = difflib.get_close_matches(str(value), re.findall(r"'([^']*)'", expected), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        return f"{path}: {value!r} is not allowed. Allowed values: {expected}.{hint}"
+    if kind in ("bool_type",):
+        return f"{path}: {value!r} is not a boolean. Allowed values: true, false."
+    if kind == "model_type":
+        allowed = _allowed_keys(loc)
+        return (
+            f"{path}: expected a mapping with keys {', '.join(allowed)}, got {value!r}."
+        )
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return f"{path}: {message} (got {value!r})."
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = KedroflowConfig
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        model = _model_in(annotation)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) is not None:
+        for arg in get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+_ADJECTIVES = (
+    "amber", "bold", "brisk", "calm", "clever", "crisp", "deft", "eager", "fair",
+    "gentle", "keen", "lucid", "merry", "nimble", "quiet", "rapid", "steady", "vivid",
+)
+_NOUNS = (
+    "otter", "heron", "lynx", "falcon", "maple", "cedar", "comet", "delta", "ember",
+    "fjord", "grove", "harbor", "island", "meadow", "quartz", "river", "summit", "willow",
+)
+
+
+def random_run_name() -> str:
+    """A readable random run name such as ``brisk-heron-417``."""
+    import secrets
+
+    return (
+        f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-"
+        f"{secrets.randbelow(1000):03d}"
+    )
+
+
+def register_resolvers() -> None:
+    """Register ``${kf.random_name:}`` (and kedro-mlflow's ``${km.random_name:}``)."""
+    from omegaconf import OmegaConf
+
+    for name in ("kf.random_name", "km.random_name"):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, random_run_name, use_cache=True)

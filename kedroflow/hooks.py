@@ -1,0 +1,221 @@
+"""``MlflowHook``: one MLflow run per ``kedro run``, auto-registered by the plugin.
+
+The hook stays thin: it reads ``mlflow.yml`` when the context is created (no call to
+MLflow), then opens the run, logs parameters and tags before the first node, and
+closes the run with the right status. MLflow itself is imported only when a tracked
+pipeline starts, so ``kedro viz``, ``kedro jupyter`` and untracked runs never pay for it.
+Opt out with ``DISABLE_HOOKS_FOR_PLUGINS = ("kedroflow",)`` in ``settings.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kedro.framework.hooks import hook_impl
+
+from kedroflow import __version__
+from kedroflow.config import (
+    KedroflowConfig,
+    load_config,
+    register_resolvers,
+    tracking_disabled_by_env,
+)
+
+if TYPE_CHECKING:
+    from kedro.framework.context import KedroContext
+    from kedro.io import CatalogProtocol
+    from kedro.pipeline import Pipeline
+
+logger = logging.getLogger(__name__)
+
+
+class MlflowHook:
+    """Tracks each ``kedro run`` in MLflow as configured by ``conf/<env>/mlflow.yml``."""
+
+    def __init__(self) -> None:
+        self._config: KedroflowConfig | None = None
+        self._context: KedroContext | None = None
+        self._tracked: set[str] = set()  # Kedro run ids with an open MLflow run
+
+    @property
+    def config(self) -> KedroflowConfig | None:
+        """The validated ``mlflow.yml`` of the last context created, if any."""
+        return self._config
+
+    @hook_impl
+    def after_context_created(self, context: KedroContext) -> None:
+        register_resolvers()
+        package = _package_name()
+        self._config = load_config(context.config_loader, package)
+        self._context = context
+
+    @hook_impl
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
+    ) -> None:
+        config, context = self._config, self._context
+        if config is None or context is None:
+            return  # a runner used outside a KedroSession: nothing to track
+        names = list(run_params.get("pipeline_names") or ["__default__"])
+        from kedroflow import io, tracking
+
+        if tracking_disabled_by_env() or config.is_pipeline_disabled(names):
+            logger.info("kedroflow: tracking is off for pipeline(s) %s", "+".join(names))
+            tracking.set_disabled(True)
+            return
+        project_path = Path(context.project_path)
+        credentials = _credentials(context) if config.server.credentials else None
+        tags = _run_tags(config, run_params, context, project_path)
+        run_name = config.tracking.run.name or "+".join(names)
+        run_id = tracking.start_run(
+            config,
+            project_path=project_path,
+            run_name=run_name,
+            tags=tags,
+            credentials=credentials,
+            context=context,
+        )
+        self._tracked.add(str(run_params.get("run_id")))
+        try:
+            params = _consumed_params(pipeline, catalog, run_params)
+            tracking.log_params(params, config.tracking.params, run_id)
+            git_tags, diff = tracking.git_info(project_path)
+            if git_tags:
+                tracking.log_tags(git_tags, run_id)
+            if diff:
+                tracking.log_text(diff, "git/uncommitted.diff", run_id)
+            io.bind_catalog_names(catalog, pipeline.datasets())
+        except BaseException as error:
+            tracking.end_run("FAILED", error)
+            raise
+        logger.info(
+            "kedroflow: MLflow run %s (experiment '%s') at %s",
+            run_id,
+            config.tracking.experiment.name,
+            config.tracking_uri(project_path),
+        )
+
+    @hook_impl
+    def after_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
+    ) -> None:
+        from kedroflow import tracking
+
+        if not self._owns(run_params):
+            tracking.set_disabled(False)
+            return
+        try:
+            self._log_run_outputs(run_params, pipeline, catalog)
+        except BaseException as error:
+            tracking.end_run("FAILED", error)
+            raise
+        tracking.end_run("FINISHED")
+
+    @hook_impl
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict[str, Any], pipeline: Pipeline
+    ) -> None:
+        from kedroflow import tracking
+
+        if self._owns(run_params):
+            tracking.end_run("FAILED", error)
+        else:
+            tracking.set_disabled(False)
+
+    def _owns(self, run_params: dict[str, Any]) -> bool:
+        key = str(run_params.get("run_id"))
+        if key in self._tracked:
+            self._tracked.discard(key)
+            return True
+        return False
+
+    def _log_run_outputs(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
+    ) -> None:
+        """Record the run's data inputs and, for a training pipeline, its model."""
+        from kedroflow import io, tracking
+
+        run_id = tracking.current_run_id()
+        if run_id is None:
+            return
+        io.log_dataset_inputs(catalog, sorted(pipeline.inputs()), run_id)
+        from kedroflow.model import log_training_model
+
+        log_training_model(run_params, pipeline, catalog, run_id)
+
+
+def _package_name() -> str | None:
+    from kedro.framework.project import PACKAGE_NAME
+
+    return PACKAGE_NAME
+
+
+def _credentials(context: KedroContext) -> dict[str, Any]:
+    try:
+        return dict(context.config_loader["credentials"])
+    except Exception:  # noqa: BLE001 - a missing credentials file means no credentials
+        return {}
+
+
+def _consumed_params(
+    pipeline: Pipeline, catalog: CatalogProtocol, run_params: dict[str, Any]
+) -> dict[str, Any]:
+    """Parameters the selected pipeline consumes, plus ``--params`` overrides."""
+    params: dict[str, Any] = {}
+    for name in sorted(pipeline.all_inputs()):
+        if name == "parameters":
+            params.update(catalog[name].load())
+        elif name.startswith("params:"):
+            params[name[len("params:") :]] = catalog[name].load()
+    from kedroflow.tracking import flatten
+
+    runtime = run_params.get("runtime_params") or {}
+    for dotted, value in flatten(dict(runtime), "", ".", True).items():
+        key = dotted.lstrip(".")
+        parts = key.split(".")
+        prefixes = {".".join(parts[: i + 1]) for i in range(len(parts))}
+        if not prefixes & params.keys():
+            params[key] = value
+    return params
+
+
+def _run_tags(
+    config: KedroflowConfig,
+    run_params: dict[str, Any],
+    context: KedroContext,
+    project_path: Path,
+) -> dict[str, Any]:
+    import kedro
+    import mlflow
+
+    from kedroflow import tracking
+
+    names = list(run_params.get("pipeline_names") or ["__default__"])
+    env = run_params.get("env") or context.env
+    tags: dict[str, Any] = {
+        "kedro.pipeline": "+".join(names),
+        "kedro.env": env or _default_env(),
+        "kedro.session_id": run_params.get("run_id"),
+        "kedro.runner": tracking.runner_name(run_params.get("runner")),
+        "kedro.command": tracking.kedro_command(run_params, config.tracking.params.redact),
+        "kedro.project": project_path.name,
+        "kedro.version": kedro.__version__,
+        "kedroflow.version": __version__,
+        "kedroflow.mlflow_version": mlflow.__version__,
+    }
+    if _package_name():
+        tags["kedro.package"] = _package_name()
+    tags.update({str(k): v for k, v in config.tracking.run.tags.items()})
+    return {k: v for k, v in tags.items() if v is not None}
+
+
+def _default_env() -> str:
+    from kedro.framework.project import settings
+
+    args = getattr(settings, "CONFIG_LOADER_ARGS", {}) or {}
+    return str(args.get("default_run_env", "local"))
+
+
+mlflow_hook = MlflowHook()

@@ -1,0 +1,539 @@
+"""The only module that configures MLflow and holds run state.
+
+One MLflow run per ``kedro run``: :func:`start_run` configures the stores, finds or
+creates the experiment, opens the run with its tags in one request and logs the
+parameters in batches of at most 100; :func:`end_run` closes it and restores the
+process environment. Everything logs through an explicit run id, because MLflow's
+active run is thread-local and ThreadRunner/ParallelRunner workers do not see it.
+Datasets ask :func:`current_run_id` and :func:`client`, never the hook.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import os
+import re
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+from mlflow.entities import Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils import validation as mlflow_limits
+
+from kedroflow.config import KedroflowConfig, ParamsConfig
+from kedroflow.errors import TrackingError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+logger = logging.getLogger(__name__)
+
+#: Exported while a run is open so that spawned ParallelRunner workers find it.
+RUN_ID_ENV_VAR = "_KEDROFLOW_ACTIVE_RUN_ID"
+REDACTED = "***"
+_KEY_FORBIDDEN = re.compile(r"[^\w\-. /:]")
+
+
+@dataclass
+class _OpenRun:
+    run_id: str
+    experiment_id: str
+    owned: bool  # started by kedroflow: kedroflow ends it
+    pushed: bool  # pushed on MLflow's fluent stack in this thread
+    saved_env: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass
+class _State:
+    run: _OpenRun | None = None
+    disabled: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_STATE = _State()
+
+
+def current_run_id() -> str | None:
+    """The MLflow run of the ``kedro run`` in progress, in any thread or worker process.
+
+    Falls back to MLflow's own active run, so datasets also work in a notebook where
+    the user called ``mlflow.start_run()``.
+    """
+    if _STATE.run is not None:
+        return _STATE.run.run_id
+    if os.environ.get(RUN_ID_ENV_VAR):
+        return os.environ[RUN_ID_ENV_VAR]
+    active = mlflow.active_run()
+    return active.info.run_id if active else None
+
+
+def tracking_disabled() -> bool:
+    """True while a ``kedro run`` runs with tracking switched off: datasets do not log."""
+    return _STATE.disabled
+
+
+def set_disabled(disabled: bool) -> None:
+    """Mark the current ``kedro run`` as untracked (no call to MLflow at all)."""
+    _STATE.disabled = disabled
+
+
+@functools.lru_cache(maxsize=8)
+def _client(tracking_uri: str, registry_uri: str | None) -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+
+def client() -> MlflowClient:
+    """An ``MlflowClient`` on the configured stores, shared by datasets and hooks."""
+    return _client(mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+
+
+def start_run(
+    config: KedroflowConfig,
+    *,
+    project_path: Path,
+    run_name: str,
+    tags: Mapping[str, Any],
+    credentials: Mapping[str, Any] | None = None,
+    context: Any = None,
+) -> str:
+    """Configure MLflow and open the run of this ``kedro run``; return its id."""
+    with _STATE.lock:
+        if _STATE.run is not None:
+            logger.warning(
+                "MLflow run %s of a previous kedro run was still open: it is marked "
+                "KILLED (the previous run was interrupted).",
+                _STATE.run.run_id,
+            )
+            _close(RunStatus.to_string(RunStatus.KILLED))
+        _STATE.disabled = False
+        saved_env = _apply_environment(config, project_path, credentials, context)
+        try:
+            run = _open_run(config, project_path, run_name, dict(tags))
+        except BaseException:
+            _restore_env(saved_env)
+            raise
+        run.saved_env = saved_env
+        _STATE.run = run
+        os.environ[RUN_ID_ENV_VAR] = run.run_id
+        _register_atexit()
+        return run.run_id
+
+
+def end_run(status: str = "FINISHED", error: BaseException | None = None) -> None:
+    """Close the run with ``status``; record ``error`` on it when there is one."""
+    with _STATE.lock:
+        run = _STATE.run
+        if run is None:
+            return
+        if error is not None:
+            message = f"{type(error).__name__}: {error}"
+            try:
+                client().set_tag(run.run_id, "kedroflow.error", _clip(message, _tag_limit()))
+            except MlflowException:
+                logger.exception("Could not record the error on MLflow run %s", run.run_id)
+        _close(status)
+
+
+def log_params(
+    params: Mapping[str, Any], settings: ParamsConfig, run_id: str | None = None
+) -> dict[str, str]:
+    """Log ``params`` in batches of at most 100 per request; return what was logged."""
+    run_id = run_id or current_run_id()
+    if run_id is None:
+        raise TrackingError("No MLflow run is open to log parameters to.")
+    values, tags = prepare_params(params, settings)
+    if values or tags:
+        client().log_batch(
+            run_id,
+            params=[Param(key, value) for key, value in values.items()],
+            tags=[RunTag(key, value) for key, value in tags.items()],
+        )
+    return values
+
+
+def log_tags(tags: Mapping[str, Any], run_id: str | None = None) -> None:
+    """Set several tags in as few requests as MLflow allows."""
+    run_id = run_id or current_run_id()
+    if run_id and tags:
+        limit = _tag_limit()
+        client().log_batch(
+            run_id, tags=[RunTag(k, _clip(str(v), limit)) for k, v in tags.items()]
+        )
+
+
+def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
+    """Store ``text`` as an artifact of the run."""
+    run_id = run_id or current_run_id()
+    if run_id:
+        client().log_text(run_id, text, artifact_file)
+
+
+def reset() -> None:
+    """Forget all run state without calling MLflow (tests and interactive sessions)."""
+    with _STATE.lock:
+        if _STATE.run is not None:
+            _restore_env(_STATE.run.saved_env)
+        _STATE.run = None
+        _STATE.disabled = False
+        os.environ.pop(RUN_ID_ENV_VAR, None)
+
+
+# --------------------------------------------------------------------------- params
+
+
+def prepare_params(
+    params: Mapping[str, Any], settings: ParamsConfig
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Flatten, redact, stringify and size-check parameters.
+
+    Returns the parameters to log and, with ``long_params_strategy: tag``, the
+    over-long ones to log as tags instead. Nothing here calls MLflow.
+    """
+    redact = [re.compile(pattern, re.IGNORECASE) for pattern in settings.redact]
+    dict_params = settings.dict_params
+    flat: dict[str, Any] = {}
+    for name, value in params.items():
+        if dict_params.flatten and isinstance(value, dict):
+            flat.update(flatten(value, name, dict_params.sep, dict_params.recursive))
+        else:
+            flat[name] = value
+    limit = settings.max_length or mlflow_limits.MAX_PARAM_VAL_LENGTH
+    values: dict[str, str] = {}
+    tags: dict[str, str] = {}
+    for name, value in flat.items():
+        key = sanitize_key(name)
+        text = REDACTED if _matches(name, redact) else str(_redact_nested(value, redact))
+        if len(text) <= limit:
+            values[key] = text
+        elif settings.long_params_strategy == "truncate":
+            values[key] = text[:limit]
+        elif settings.long_params_strategy == "tag":
+            tags[key] = _clip(text, _tag_limit())
+        else:
+            raise TrackingError(
+                f"Parameter '{name}' is {len(text)} characters long; MLflow accepts at "
+                f"most {limit}. Set tracking.params.long_params_strategy to 'truncate' "
+                "or 'tag' in mlflow.yml, or tracking.params.dict_params.flatten: true "
+                "for dict parameters."
+            )
+    return values, tags
+
+
+def sanitize_key(name: str) -> str:
+    """A valid MLflow key: Kedro's ``params:`` prefix dropped, odd characters as ``_``."""
+    if name.startswith("params:"):
+        name = name[len("params:") :]
+    key = _KEY_FORBIDDEN.sub("_", name).strip("/")
+    key = key.replace("..", "_.")
+    return key[: mlflow_limits.MAX_ENTITY_KEY_LENGTH] or "_"
+
+
+def flatten(value: dict, prefix: str, sep: str = ".", recursive: bool = True) -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` with prefix ``p`` -> ``{"p.a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"{prefix}{sep}{key}"
+        if recursive and isinstance(item, dict) and item:
+            out.update(flatten(item, name, sep, recursive))
+        else:
+            out[name] = item
+    return out
+
+
+def _matches(name: str, patterns: Iterable[re.Pattern[str]]) -> bool:
+    return any(pattern.search(name) for pattern in patterns)
+
+
+def _redact_nested(value: Any, patterns: list[re.Pattern[str]]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if _matches(str(k), patterns) else _redact_nested(v, patterns)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_redact_nested(item, patterns) for item in value)
+    return value
+
+
+def _tag_limit() -> int:
+    return int(mlflow_limits.MAX_TAG_VAL_LENGTH)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ------------------------------------------------------------------------- git tags
+
+
+def git_info(project_path: Path) -> tuple[dict[str, str], str | None]:
+    """Tags describing the project's git state, and the uncommitted diff if dirty."""
+    def git(*args: str) -> str | None:
+        try:
+            result = subprocess.run(
+                ["git", "-C", str(project_path), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return result.stdout if result.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return {}, None
+    tags = {"git.commit": commit.strip(), "mlflow.source.git.commit": commit.strip()}
+    branch = git("rev-parse", "--abbrev-ref", "HEAD")
+    if branch:
+        tags["git.branch"] = branch.strip()
+    status = git("status", "--porcelain", "--untracked-files=no")
+    dirty = bool(status and status.strip())
+    tags["git.dirty"] = str(dirty).lower()
+    diff = git("diff", "HEAD") if dirty else None
+    return tags, diff
+
+
+# ------------------------------------------------------------------- run lifecycle
+
+
+def _apply_environment(
+    config: KedroflowConfig,
+    project_path: Path,
+    credentials: Mapping[str, Any] | None,
+    context: Any,
+) -> dict[str, str | None]:
+    """Point MLflow at the configured stores; return the env values to restore."""
+    saved: dict[str, str | None] = {}
+
+    def export(name: str, value: str) -> None:
+        saved.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
+
+    server = config.server
+    if server.credentials:
+        creds = (credentials or {}).get(server.credentials)
+        if not isinstance(creds, dict):
+            raise TrackingError(
+                f"server.credentials is '{server.credentials}' but credentials.yml has "
+                f"no mapping under that key. Add `{server.credentials}: "
+                "{MLFLOW_TRACKING_USERNAME: ..., MLFLOW_TRACKING_PASSWORD: ...}` to "
+                "conf/local/credentials.yml, or set server.credentials: null."
+            )
+        for name, value in creds.items():
+            export(str(name), str(value))
+    saved.setdefault("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI"))
+    saved.setdefault("MLFLOW_REGISTRY_URI", os.environ.get("MLFLOW_REGISTRY_URI"))
+    if mlflow.active_run() is None:
+        mlflow.set_tracking_uri(config.tracking_uri(project_path))
+        registry = config.registry_uri(project_path)
+        if registry:
+            mlflow.set_registry_uri(registry)
+    else:
+        logger.info(
+            "An MLflow run is already active: kedroflow keeps its tracking URI %s",
+            mlflow.get_tracking_uri(),
+        )
+    _register_header_provider(config, context)
+    if config.tracking.disable_tracking.disable_autologging:
+        mlflow.autolog(disable=True)
+    return saved
+
+
+def _restore_env(saved: Mapping[str, str | None]) -> None:
+    uri = saved.get("MLFLOW_TRACKING_URI")
+    registry = saved.get("MLFLOW_REGISTRY_URI")
+    mlflow.set_tracking_uri(uri)  # type: ignore[arg-type]
+    mlflow.set_registry_uri(registry)  # type: ignore[arg-type]
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+_REGISTERED_PROVIDERS: set[tuple[str, str]] = set()
+
+
+def _register_header_provider(config: KedroflowConfig, context: Any) -> None:
+    provider = config.server.request_header_provider
+    if not provider.type:
+        return
+    from kedro.utils import load_obj
+    from mlflow.tracking.request_header.abstract_request_header_provider import (
+        RequestHeaderProvider,
+    )
+    from mlflow.tracking.request_header.registry import (
+        _request_header_provider_registry as registry,
+    )
+
+    key = (provider.type, repr(sorted(provider.init_kwargs.items())))
+    if key in _REGISTERED_PROVIDERS:
+        return
+    try:
+        cls = load_obj(provider.type)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise TrackingError(
+            f"server.request_header_provider.type: cannot import '{provider.type}' "
+            f"({exc}). Give the dotted path of a RequestHeaderProvider subclass."
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, RequestHeaderProvider)):
+        raise TrackingError(
+            f"server.request_header_provider.type: '{provider.type}' is not a subclass "
+            "of mlflow.tracking.request_header.abstract_request_header_provider."
+            "RequestHeaderProvider."
+        )
+    kwargs = dict(provider.init_kwargs)
+    if provider.pass_context:
+        kwargs["kedro_context"] = context
+    registry.register(functools.partial(cls, **kwargs))
+    _REGISTERED_PROVIDERS.add(key)
+
+
+def _experiment_id(config: KedroflowConfig, project_path: Path) -> str:
+    experiment = config.tracking.experiment
+    mlflow_client = client()
+    found = mlflow_client.get_experiment_by_name(experiment.name)
+    if found is None:
+        kwargs = experiment.create_experiment_kwargs
+        location = kwargs.artifact_location
+        if location and "://" not in location and not Path(location).is_absolute():
+            location = (project_path / location).resolve().as_uri()
+        return str(
+            mlflow_client.create_experiment(
+                experiment.name, artifact_location=location, tags=kwargs.tags
+            )
+        )
+    if found.lifecycle_stage == "deleted":
+        if not experiment.restore_if_deleted:
+            raise TrackingError(
+                f"MLflow experiment '{experiment.name}' is deleted. Restore it in the "
+                "MLflow UI, choose another tracking.experiment.name, or set "
+                "tracking.experiment.restore_if_deleted: true in mlflow.yml."
+            )
+        mlflow_client.restore_experiment(found.experiment_id)
+    return str(found.experiment_id)
+
+
+def _open_run(
+    config: KedroflowConfig, project_path: Path, run_name: str, tags: dict[str, Any]
+) -> _OpenRun:
+    active = mlflow.active_run()
+    resume_id = config.tracking.run.id or os.environ.get("MLFLOW_RUN_ID") or None
+    limit = _tag_limit()
+    str_tags = {k: _clip(str(v), limit) for k, v in tags.items()}
+    if active is not None and not resume_id and not config.tracking.run.nested:
+        log_tags(str_tags, active.info.run_id)
+        return _OpenRun(active.info.run_id, active.info.experiment_id, False, False)
+    if resume_id:
+        run = mlflow.start_run(run_id=resume_id, tags=str_tags, nested=active is not None)
+    elif active is not None:
+        run = mlflow.start_run(
+            experiment_id=active.info.experiment_id,
+            run_name=run_name,
+            tags=str_tags,
+            nested=True,
+        )
+    else:
+        experiment_id = _experiment_id(config, project_path)
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=str_tags)
+    return _OpenRun(run.info.run_id, run.info.experiment_id, True, True)
+
+
+def _close(status: str) -> None:
+    """Close the open run (lock held by the caller)."""
+    run = _STATE.run
+    if run is None:
+        return
+    _STATE.run = None
+    os.environ.pop(RUN_ID_ENV_VAR, None)
+    try:
+        if run.owned:
+            active = mlflow.active_run()
+            if run.pushed and active is not None and active.info.run_id == run.run_id:
+                mlflow.end_run(status)
+            else:
+                client().set_terminated(run.run_id, status)
+    finally:
+        _restore_env(run.saved_env)
+
+
+_ATEXIT_PID: list[int] = []
+
+
+def _register_atexit() -> None:
+    if not _ATEXIT_PID:
+        atexit.register(_end_interrupted_run)
+        _ATEXIT_PID.append(os.getpid())
+
+
+def _end_interrupted_run() -> None:
+    """At interpreter exit, a run still open was interrupted (Ctrl-C): mark it KILLED.
+
+    Only in the process that opened it: forked workers inherit the state but not the run.
+    """
+    if _STATE.run is not None and _ATEXIT_PID == [os.getpid()]:
+        try:
+            with _STATE.lock:
+                _close(RunStatus.to_string(RunStatus.KILLED))
+        except Exception:  # noqa: BLE001, S110 - never fail at interpreter exit
+            pass
+
+
+# ------------------------------------------------------------------------ run tags
+
+_RUNNER_NAME = re.compile(r"(\w*Runner)\b")
+
+
+def runner_name(runner: Any) -> str:
+    """``SequentialRunner`` from Kedro's ``run_params['runner']`` string."""
+    match = _RUNNER_NAME.search(str(runner))
+    return match.group(1) if match else "SequentialRunner"
+
+
+def kedro_command(run_params: Mapping[str, Any], redact: Iterable[str] = ()) -> str:
+    """A ``kedro run`` command line that reproduces the run (secrets redacted)."""
+    import shlex
+
+    patterns = [re.compile(p, re.IGNORECASE) for p in redact]
+    parts = ["kedro", "run"]
+
+    def add(option: str, values: Any) -> None:
+        if values:
+            items = [values] if isinstance(values, str) else list(values)
+            parts.extend([option, shlex.quote(",".join(str(v) for v in items))])
+
+    add("--pipelines", run_params.get("pipeline_names"))
+    if run_params.get("env"):
+        parts.extend(["--env", shlex.quote(str(run_params["env"]))])
+    runner = runner_name(run_params.get("runner"))
+    if runner != "SequentialRunner":
+        parts.extend(["--runner", runner])
+    add("--tags", run_params.get("tags"))
+    add("--nodes", run_params.get("node_names"))
+    add("--from-nodes", run_params.get("from_nodes"))
+    add("--to-nodes", run_params.get("to_nodes"))
+    add("--from-inputs", run_params.get("from_inputs"))
+    add("--to-outputs", run_params.get("to_outputs"))
+    add("--namespaces", run_params.get("namespaces"))
+    load_versions = run_params.get("load_versions") or {}
+    add("--load-versions", [f"{k}:{v}" for k, v in load_versions.items()])
+    runtime = flatten(dict(run_params.get("runtime_params") or {}), "", ".", True)
+    add(
+        "--params",
+        [
+            f"{k.lstrip('.')}={REDACTED if _matches(k, patterns) else v}"
+            for k, v in runtime.items()
+        ],
+    )
+    if run_params.get("only_missing_outputs"):
+        parts.append("--only-missing-outputs")
+    return " ".join(parts)

@@ -1,0 +1,129 @@
+"""Shared fixtures: real Kedro projects in tmp dirs, a real SQLite MLflow store.
+
+* ``kedro_project`` is a fresh copy of a project rendered once per session with
+  ``kedro new`` (Kedro's own template), with an already migrated ``mlflow.db`` at its
+  root (the embedded default store; migrating a new SQLite store costs ~7 s).
+* The autouse ``isolate`` fixture undoes every global side effect: MLflow's active
+  run, tracking/registry URIs and env vars, kedroflow's run state, cwd, sys.path and
+  the imported project package.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PACKAGE = "fake_project"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path, migrated_db: Path) -> str:
+    """A fresh SQLite tracking store in the test's tmp dir."""
+    target = tmp_path / "store" / "mlflow.db"
+    target.parent.mkdir()
+    shutil.copy(migrated_db, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture(scope="session")
+def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Kedro project rendered once by ``kedro new`` with Kedro's own template."""
+    root = tmp_path_factory.mktemp("template")
+    subprocess.run(
+        [str(BIN / "kedro"), "new", "--name", "fake-project", "--tools", "none",
+         "--example", "n", "--telemetry", "no"],
+        cwd=root, check=True, capture_output=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    project = root / "fake-project"
+    (project / "src" / PACKAGE / "pipelines").mkdir(exist_ok=True)
+    return project
+
+
+class KedroProject:
+    """A Kedro project in a tmp dir, its MLflow store, and ways to run it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.package = path / "src" / PACKAGE
+        self.tracking_uri = f"sqlite:///{path / 'mlflow.db'}"
+
+    def write(self, relative: str, text: str) -> Path:
+        """Write a file of the project (dedented)."""
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text).lstrip("\n"))
+        return target
+
+    def write_pipelines(self, code: str) -> None:
+        """Replace ``pipeline_registry.py``: ``code`` must define ``register_pipelines``."""
+        self.write(f"src/{PACKAGE}/pipeline_registry.py", code)
+
+    def run(
+        self,
+        env: str | None = None,
+        runtime_params: dict | None = None,
+        **run_kwargs: Any,
+    ) -> Any:
+        """``KedroSession.run`` in this process, as a notebook or script would."""
+        from kedro.framework.session import KedroSession
+        from kedro.framework.startup import bootstrap_project
+
+        bootstrap_project(self.path)
+        with KedroSession.create(
+            project_path=self.path, env=env, runtime_params=runtime_params
+        ) as session:
+            return session.run(**run_kwargs)
+
+    def kedro(
+        self, *args: str, check: bool = True, timeout: float = 300, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real ``kedro`` CLI in the project."""
+        result = subprocess.run(
+            [str(BIN / "kedro"), *args], check=False, cwd=self.path, capture_output=True,
+            text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kwargs,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kedro {' '.join(args)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-6000:]}"
+            )
+        return result
+
+    def client(self) -> Any:
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+    def runs(self, experiment: str = PACKAGE) -> list[Any]:
+        """Runs of an experiment, oldest first."""
+        client = self.client()
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        runs = client.search_runs(
+            [found.experiment_id], order_by=["attributes.start_time ASC"]
+        )
+        return list(runs)
+
+    def only_run(self, experiment: str = PACKAGE) -> Any:
+        runs = self.runs(experiment)
+        assert len(runs) == 1, f"expected exactly one run, got {len(runs)}"
+        return runs[0]
+
+
+@pytest.fixture
+def kedro_project(
+    tmp_path: Path, project_template: Path, migrated_db: Path
+) -> KedroProject:
+    """A fresh project with an empty migrated store at ``<project>/mlflow.db``."""
+    path = tmp_path / "fake-project"
+    shutil.copytree(project_template, path)
+    shutil.copy(migrated_db, path / "mlflow.db")
+    return KedroProject(path)
