@@ -7,15 +7,14 @@ imports nothing heavy: MLflow and the project are loaded inside the command bodi
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from importlib import resources
 
 from typing import TYPE_CHECKING, Any
 
 import click
-from kedro.framework.cli.utils import ENV_HELP, KedroCliError
+from kedro.framework.cli.utils import ENV_HELP
+from click import ClickException as KedroflowCliError
 
 if TYPE_CHECKING:
     from kedro.framework.startup import ProjectMetadata
@@ -46,13 +45,13 @@ def init(metadata: ProjectMetadata, env: str, force: bool, silent: bool) -> None
     env_dir = conf_root / env
     if not env_dir.is_dir():
         envs = sorted(p.name for p in conf_root.iterdir() if p.is_dir()) if conf_root.is_dir() else []
-        raise KedroCliError(
+        raise KedroflowCliError(
             f"No Kedro environment '{env}': {env_dir} does not exist. Create the folder "
             f"first, or pass --env with one of: {', '.join(envs) or '(none found)'}."
         )
     target = env_dir / "mlflow.yml"
     if target.exists() and not force:
-        raise KedroCliError(
+        raise KedroflowCliError(
             f"{target} already exists. Pass --force to overwrite it with the template."
         )
     template = resources.files("kedroflow").joinpath("templates/mlflow.yml").read_text()
@@ -79,7 +78,7 @@ def ui(metadata: ProjectMetadata, env: str, port: int | None, host: str | None) 
         webbrowser.open(uri)
         return
     if uri.startswith("databricks"):
-        raise KedroCliError(
+        raise KedroflowCliError(
             "The tracking URI is Databricks: open the Experiments page of your "
             "workspace instead of `kedro mlflow ui`."
         )
@@ -91,17 +90,13 @@ def ui(metadata: ProjectMetadata, env: str, port: int | None, host: str | None) 
     if registry:
         command += ["--registry-store-uri", registry]
     click.echo(f"MLflow UI on http://{host}:{port} for {uri} (Ctrl-C to stop)")
-    process = subprocess.Popen(command, cwd=metadata.project_path, start_new_session=True)
+    sys.stdout.flush()
+    os.chdir(metadata.project_path)
     try:
-        code = process.wait()
-    except KeyboardInterrupt:
-        os.killpg(process.pid, signal.SIGTERM)
-        code = process.wait()
-    if code not in (0, -signal.SIGTERM, 128 + signal.SIGTERM):
-        raise KedroCliError(
-            f"`mlflow ui` exited with code {code}. Is port {port} free? "
-            "Try `kedro mlflow ui --port <another port>`."
-        )
+        # exec: `mlflow ui` takes this process's place, so Ctrl-C and SIGTERM reach it
+        os.execv(sys.executable, command)
+    except OSError as exc:
+        raise KedroflowCliError(f"Could not start `mlflow ui`: {exc}") from exc
 
 
 def _load_project_config(metadata: ProjectMetadata, env: str) -> Any:
@@ -114,7 +109,7 @@ def _load_project_config(metadata: ProjectMetadata, env: str) -> Any:
     bootstrap_project(metadata.project_path)
     conf_root = metadata.project_path / settings.CONF_SOURCE
     if not (conf_root / env).is_dir():
-        raise KedroCliError(f"No Kedro environment '{env}' in {conf_root}.")
+        raise KedroflowCliError(f"No Kedro environment '{env}' in {conf_root}.")
     register_resolvers()
     loader_args = dict(getattr(settings, "CONFIG_LOADER_ARGS", {}) or {})
     loader = settings.CONFIG_LOADER_CLASS(
@@ -123,6 +118,6 @@ def _load_project_config(metadata: ProjectMetadata, env: str) -> Any:
     try:
         return load_config(loader, metadata.package_name)
     except ConfigError as exc:
-        raise KedroCliError(str(exc)) from None
+        raise KedroflowCliError(str(exc)) from None
 
 

@@ -176,6 +176,8 @@ def resolve_uri(uri: str, project_path: Path | str) -> str:
     (``http``, ``postgresql``, ``databricks``...) are returned unchanged.
     """
     project = Path(project_path).resolve()
+    if uri.split(":", 1)[0] in ("databricks", "databricks-uc"):
+        return uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         relative = uri[len("sqlite:///") :]
         if relative in ("", ":memory:"):

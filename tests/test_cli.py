@@ -1,0 +1,125 @@
+"""The ``kedro mlflow`` commands and ``kedro run``, through the real ``kedro`` CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+import yaml
+
+from kedroflow.config import validate_config
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class TestInit:
+    def test_writes_a_valid_commented_template(self, kedro_project: Any) -> None:
+        result = kedro_project.kedro("mlflow", "init")
+        target = kedro_project.path / "conf/local/mlflow.yml"
+        assert "conf/local/mlflow.yml' written" in result.stdout
+        text = target.read_text()
+        assert text.count("#") > 20
+        config = validate_config(yaml.safe_load(text))
+        assert config.tracking.experiment.name == "fake_project"
+
+    def test_refuses_to_overwrite_without_force(self, kedro_project: Any) -> None:
+        target = kedro_project.write("conf/local/mlflow.yml", "ui:\n  port: 5001\n")
+        result = kedro_project.kedro("mlflow", "init", check=False)
+        assert result.returncode != 0
+        assert "already exists. Pass --force" in result.stdout + result.stderr
+        assert target.read_text() == "ui:\n  port: 5001\n"
+        kedro_project.kedro("mlflow", "init", "--force", "--env", "local")
+        assert "experiment:" in target.read_text()
+
+    def test_unknown_env_fails_with_the_choices(self, kedro_project: Any) -> None:
+        result = kedro_project.kedro("mlflow", "init", "--env", "prod", check=False)
+        assert result.returncode != 0
+        output = result.stdout + result.stderr
+        assert "No Kedro environment 'prod'" in output
+        assert "base, local" in output
+
+
+class TestRun:
+    def test_kedro_run_through_the_cli(self, kedro_project: Any) -> None:
+        kedro_project.write(
+            "src/fake_project/nodes.py", "def double(x):\n    return 2 * x\n"
+        )
+        kedro_project.write_pipelines(
+            """
+            from kedro.pipeline import Node, Pipeline
+            from fake_project.nodes import double
+            def register_pipelines():
+                p = Pipeline([Node(double, "params:x", "y", name="double")])
+                return {"__default__": p, "training": p}
+            """
+        )
+        kedro_project.write("conf/base/parameters.yml", "x: 2\n")
+        kedro_project.kedro("mlflow", "init")
+        kedro_project.kedro(
+            "run", "--pipelines", "training", "--params", "x=5", "--runner", "ThreadRunner"
+        )
+        run = kedro_project.only_run()
+        assert run.info.status == "FINISHED"
+        assert run.data.params == {"x": "5"}
+        assert run.data.tags["kedro.command"] == (
+            "kedro run --pipelines training --runner ThreadRunner --params x=5"
+        )
+
+
+class TestUi:
+    def test_ui_serves_the_project_store(self, kedro_project: Any) -> None:
+        port = free_port()
+        process = subprocess.Popen(
+            [str(os.path.join(os.path.dirname(sys.executable), "kedro")),
+             "mlflow", "ui", "--port", str(port), "--host", "127.0.0.1"],
+            cwd=kedro_project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            body = ""
+            while time.monotonic() < deadline and process.poll() is None:
+                try:
+                    with urllib.request.urlopen(
+                        f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10",
+                        timeout=2,
+                    ) as response:
+                        body = response.read().decode()
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            assert '"name":"Default"' in body.replace(" ", ""), body
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.communicate(timeout=30)
+
+    def test_ui_with_bad_config_exits_non_zero(self, kedro_project: Any) -> None:
+        kedro_project.write("conf/local/mlflow.yml", "ui:\n  prot: 1\n")
+        result = kedro_project.kedro("mlflow", "ui", check=False)
+        assert result.returncode != 0
+        assert "ui.prot: unknown key. Did you mean 'port'?" in result.stdout + result.stderr
+
+
+class TestImportCost:
+    @pytest.mark.parametrize("module", ["kedroflow", "kedroflow.cli", "kedroflow.hooks"])
+    def test_no_mlflow_import(self, module: str) -> None:
+        code = f"import sys, {module}; assert 'mlflow' not in sys.modules, '{module}'"
+        subprocess.run([sys.executable, "-c", code], check=True)
+
+    def test_lazy_top_level_exports(self) -> None:
+        code = (
+            "import sys, kedroflow; kedroflow.MlflowHook; "
+            "assert 'kedroflow.hooks' in sys.modules; assert 'mlflow' not in sys.modules"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True)
