@@ -26,7 +26,20 @@ _LAZY = {
     "MlflowHook": "kedroflow.hooks",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "KedroPipelineModel",
+    "MlflowArtifactDataset",
+    "MlflowHook",
+    "MlflowMetricDataset",
+    "MlflowMetricHistoryDataset",
+    "MlflowMetricsHistoryDataset",
+    "MlflowModelLocalFileSystemDataset",
+    "MlflowModelRegistryDataset",
+    "MlflowModelTrackingDataset",
+    "PipelineML",
+    "__version__",
+    "pipeline_ml_factory",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from kedroflow.hooks import MlflowHook

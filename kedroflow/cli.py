@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 import sys
 from importlib import resources
-
 from typing import TYPE_CHECKING, Any
 
 import click
-from kedro.framework.cli.utils import ENV_HELP
 from click import ClickException as KedroflowCliError
+from kedro.framework.cli.utils import ENV_HELP
 
 if TYPE_CHECKING:
     from kedro.framework.startup import ProjectMetadata
@@ -44,7 +43,11 @@ def init(metadata: ProjectMetadata, env: str, force: bool, silent: bool) -> None
     conf_root = metadata.project_path / settings.CONF_SOURCE
     env_dir = conf_root / env
     if not env_dir.is_dir():
-        envs = sorted(p.name for p in conf_root.iterdir() if p.is_dir()) if conf_root.is_dir() else []
+        envs = (
+            sorted(p.name for p in conf_root.iterdir() if p.is_dir())
+            if conf_root.is_dir()
+            else []
+        )
         raise KedroflowCliError(
             f"No Kedro environment '{env}': {env_dir} does not exist. Create the folder "
             f"first, or pass --env with one of: {', '.join(envs) or '(none found)'}."
@@ -57,7 +60,9 @@ def init(metadata: ProjectMetadata, env: str, force: bool, silent: bool) -> None
     template = resources.files("kedroflow").joinpath("templates/mlflow.yml").read_text()
     target.write_text(template.replace("{{ experiment_name }}", metadata.package_name))
     if not silent:
-        click.secho(f"'{target.relative_to(metadata.project_path)}' written.", fg="green")
+        click.secho(
+            f"'{target.relative_to(metadata.project_path)}' written.", fg="green"
+        )
 
 
 @mlflow_commands.command(name="ui")
@@ -99,6 +104,39 @@ def ui(metadata: ProjectMetadata, env: str, port: int | None, host: str | None) 
         raise KedroflowCliError(f"Could not start `mlflow ui`: {exc}") from exc
 
 
+@mlflow_commands.command(name="sync")
+@click.option("--env", "-e", default=DEFAULT_ENV, show_default=True, help=ENV_HELP)
+@click.pass_obj
+def sync(metadata: ProjectMetadata, env: str) -> None:
+    """Upload runs tracked offline (server unreachable) to the tracking server."""
+    config = _load_project_config(metadata, env)
+    from kedroflow.config import OFFLINE_STORE
+    from kedroflow.offline import sync_offline_runs
+
+    store = metadata.project_path / OFFLINE_STORE / "mlflow.db"
+    if not store.exists():
+        click.echo(f"Nothing to upload: no offline store at {store}.")
+        return
+    target = config.tracking_uri(metadata.project_path)
+    try:
+        synced = sync_offline_runs(
+            f"sqlite:///{store.as_posix()}",
+            target,
+            config.registry_uri(metadata.project_path),
+        )
+    except Exception as exc:
+        raise KedroflowCliError(
+            f"Upload to {target} failed: {exc}. Check that the server is up; runs "
+            "already uploaded are tagged and will not be uploaded twice."
+        ) from exc
+    for run in synced:
+        click.echo(
+            f"offline run {run.offline_run_id} -> run {run.run_id} in experiment "
+            f"'{run.experiment}' ({run.models} model(s))"
+        )
+    click.echo(f"{len(synced)} run(s) uploaded to {target}.")
+
+
 def _load_project_config(metadata: ProjectMetadata, env: str) -> Any:
     from kedro.framework.project import settings
     from kedro.framework.startup import bootstrap_project
@@ -119,5 +157,3 @@ def _load_project_config(metadata: ProjectMetadata, env: str) -> Any:
         return load_config(loader, metadata.package_name)
     except ConfigError as exc:
         raise KedroflowCliError(str(exc)) from None
-
-

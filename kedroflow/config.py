@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 DISABLE_ENV_VAR = "KEDROFLOW_DISABLE_TRACKING"
 #: The embedded default store, relative to the project root.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+#: Where runs go when the server is unreachable and ``on_tracking_error: continue``.
+OFFLINE_STORE = "mlflow-offline"
 #: Parameter names (regular expressions, case-insensitive) whose values are logged as ``***``.
 DEFAULT_REDACT_PATTERNS = (
     r"passw(or)?d|passwd|(^|[^a-z])pwd($|[^a-z])",
@@ -63,6 +65,17 @@ class ServerConfig(_Section):
     request_header_provider: RequestHeaderProviderConfig = Field(
         default_factory=RequestHeaderProviderConfig
     )
+    #: Seconds to wait for a TCP connection to a tracking server before giving up.
+    connect_timeout: float = Field(default=5.0, gt=0, le=600)
+    #: Seconds MLflow waits for each answer (MLflow's MLFLOW_HTTP_REQUEST_TIMEOUT).
+    request_timeout: float = Field(default=30.0, gt=0, le=3600)
+    #: Retries of a failed request (MLflow's MLFLOW_HTTP_REQUEST_MAX_RETRIES; its default 7
+    #: makes an unreachable server hang a run for minutes).
+    request_retries: int = Field(default=2, ge=0, le=10)
+    #: fail: stop the run with a message when the server cannot be reached.
+    #: continue: run anyway, tracking into a local offline store; `kedro mlflow sync`
+    #: uploads it later.
+    on_tracking_error: Literal["fail", "continue"] = "fail"
 
 
 class DisableTrackingConfig(_Section):
@@ -124,12 +137,16 @@ class ParamsConfig(_Section):
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from exc
+                raise ValueError(
+                    f"{pattern!r} is not a valid regular expression: {exc}"
+                ) from exc
         return patterns
 
 
 class TrackingConfig(_Section):
-    disable_tracking: DisableTrackingConfig = Field(default_factory=DisableTrackingConfig)
+    disable_tracking: DisableTrackingConfig = Field(
+        default_factory=DisableTrackingConfig
+    )
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     params: ParamsConfig = Field(default_factory=ParamsConfig)
@@ -165,7 +182,12 @@ class KedroflowConfig(_Section):
 
 def tracking_disabled_by_env() -> bool:
     """True when ``KEDROFLOW_DISABLE_TRACKING`` switches tracking off for this command."""
-    return os.environ.get(DISABLE_ENV_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
+    return os.environ.get(DISABLE_ENV_VAR, "").strip().lower() in {
+        "1",
+        "true",
+        "yes",
+        "on",
+    }
 
 
 def resolve_uri(uri: str, project_path: Path | str) -> str:
@@ -188,12 +210,16 @@ def resolve_uri(uri: str, project_path: Path | str) -> str:
         if uri.startswith("file://"):
             return uri
         return (rest if rest.is_absolute() else project / rest).resolve().as_uri()
-    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.\-]*:", uri) and not re.match(r"^[a-zA-Z]:[\\/]", uri):
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.\-]*:", uri) and not re.match(
+        r"^[a-zA-Z]:[\\/]", uri
+    ):
         return uri
     return (project / uri).resolve().as_uri()
 
 
-def validate_config(raw: dict[str, Any] | None, source: str = "mlflow.yml") -> KedroflowConfig:
+def validate_config(
+    raw: dict[str, Any] | None, source: str = "mlflow.yml"
+) -> KedroflowConfig:
     """Validate a raw ``mlflow.yml`` dict, raising ONE ``ConfigError`` listing every problem."""
     if raw is None:
         raw = {}
@@ -236,7 +262,9 @@ def load_config(
     if package_name and isinstance(raw, dict):
         tracking = dict(raw.get("tracking") or {})
         experiment = tracking.get("experiment")
-        if experiment is None or (isinstance(experiment, dict) and "name" not in experiment):
+        if experiment is None or (
+            isinstance(experiment, dict) and "name" not in experiment
+        ):
             tracking["experiment"] = {**(experiment or {}), "name": package_name}
             raw["tracking"] = tracking
     return validate_config(raw)
@@ -253,12 +281,12 @@ def _describe_problem(error: Any) -> str:
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
         if close:
             hint = f" Did you mean '{close[0]}'?"
-        return (
-            f"{path}: unknown key.{hint} Allowed keys here: {', '.join(allowed)}."
-        )
+        return f"{path}: unknown key.{hint} Allowed keys here: {', '.join(allowed)}."
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
-        close = difflib.get_close_matches(str(value), re.findall(r"'([^']*)'", expected), n=1)
+        close = difflib.get_close_matches(
+            str(value), re.findall(r"'([^']*)'", expected), n=1
+        )
         hint = f" Did you mean '{close[0]}'?" if close else ""
         return f"{path}: {value!r} is not allowed. Allowed values: {expected}.{hint}"
     if kind in ("bool_type",):
@@ -297,12 +325,44 @@ def _model_in(annotation: Any) -> Any:
 
 
 _ADJECTIVES = (
-    "amber", "bold", "brisk", "calm", "clever", "crisp", "deft", "eager", "fair",
-    "gentle", "keen", "lucid", "merry", "nimble", "quiet", "rapid", "steady", "vivid",
+    "amber",
+    "bold",
+    "brisk",
+    "calm",
+    "clever",
+    "crisp",
+    "deft",
+    "eager",
+    "fair",
+    "gentle",
+    "keen",
+    "lucid",
+    "merry",
+    "nimble",
+    "quiet",
+    "rapid",
+    "steady",
+    "vivid",
 )
 _NOUNS = (
-    "otter", "heron", "lynx", "falcon", "maple", "cedar", "comet", "delta", "ember",
-    "fjord", "grove", "harbor", "island", "meadow", "quartz", "river", "summit", "willow",
+    "otter",
+    "heron",
+    "lynx",
+    "falcon",
+    "maple",
+    "cedar",
+    "comet",
+    "delta",
+    "ember",
+    "fjord",
+    "grove",
+    "harbor",
+    "island",
+    "meadow",
+    "quartz",
+    "river",
+    "summit",
+    "willow",
 )
 
 

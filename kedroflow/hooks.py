@@ -62,7 +62,9 @@ class MlflowHook:
         from kedroflow import io, tracking
 
         if tracking_disabled_by_env() or config.is_pipeline_disabled(names):
-            logger.info("kedroflow: tracking is off for pipeline(s) %s", "+".join(names))
+            logger.info(
+                "kedroflow: tracking is off for pipeline(s) %s", "+".join(names)
+            )
             tracking.set_disabled(True)
             return
         project_path = Path(context.project_path)
@@ -155,7 +157,7 @@ def _package_name() -> str | None:
 def _credentials(context: KedroContext) -> dict[str, Any]:
     try:
         return dict(context.config_loader["credentials"])
-    except Exception:  # noqa: BLE001 - a missing credentials file means no credentials
+    except Exception:
         return {}
 
 
@@ -199,7 +201,9 @@ def _run_tags(
         "kedro.env": env or _default_env(),
         "kedro.session_id": run_params.get("run_id"),
         "kedro.runner": tracking.runner_name(run_params.get("runner")),
-        "kedro.command": tracking.kedro_command(run_params, config.tracking.params.redact),
+        "kedro.command": tracking.kedro_command(
+            run_params, config.tracking.params.redact
+        ),
         "kedro.project": project_path.name,
         "kedro.version": kedro.__version__,
         "kedroflow.version": __version__,

@@ -27,11 +27,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils import validation as mlflow_limits
 
-from kedroflow.config import KedroflowConfig, ParamsConfig
 from kedroflow.errors import TrackingError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
+
+    from kedroflow.config import KedroflowConfig, ParamsConfig
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class _OpenRun:
     experiment_id: str
     owned: bool  # started by kedroflow: kedroflow ends it
     pushed: bool  # pushed on MLflow's fluent stack in this thread
+    participant: str | None = None  # shared run: this process's participant tag
     saved_env: dict[str, str | None] = field(default_factory=dict)
 
 
@@ -54,6 +56,7 @@ class _OpenRun:
 class _State:
     run: _OpenRun | None = None
     disabled: bool = False
+    secrets: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -103,7 +106,12 @@ def start_run(
     credentials: Mapping[str, Any] | None = None,
     context: Any = None,
 ) -> str:
-    """Configure MLflow and open the run of this ``kedro run``; return its id."""
+    """Configure MLflow and open the run of this ``kedro run``; return its id.
+
+    ``credentials`` is the project's ``credentials.yml``: the ``server.credentials``
+    entry is given to the MLflow client for the run, and no value of it ever reaches
+    MLflow as a parameter or tag.
+    """
     with _STATE.lock:
         if _STATE.run is not None:
             logger.warning(
@@ -113,9 +121,10 @@ def start_run(
             )
             _close(RunStatus.to_string(RunStatus.KILLED))
         _STATE.disabled = False
+        _STATE.secrets = set(_secret_values(credentials or {}))
         saved_env = _apply_environment(config, project_path, credentials, context)
         try:
-            run = _open_run(config, project_path, run_name, dict(tags))
+            run = _open_run_or_go_offline(config, project_path, run_name, dict(tags))
         except BaseException:
             _restore_env(saved_env)
             raise
@@ -135,9 +144,13 @@ def end_run(status: str = "FINISHED", error: BaseException | None = None) -> Non
         if error is not None:
             message = f"{type(error).__name__}: {error}"
             try:
-                client().set_tag(run.run_id, "kedroflow.error", _clip(message, _tag_limit()))
+                client().set_tag(
+                    run.run_id, "kedroflow.error", _clip(message, _tag_limit())
+                )
             except MlflowException:
-                logger.exception("Could not record the error on MLflow run %s", run.run_id)
+                logger.exception(
+                    "Could not record the error on MLflow run %s", run.run_id
+                )
         _close(status)
 
 
@@ -164,7 +177,8 @@ def log_tags(tags: Mapping[str, Any], run_id: str | None = None) -> None:
     if run_id and tags:
         limit = _tag_limit()
         client().log_batch(
-            run_id, tags=[RunTag(k, _clip(str(v), limit)) for k, v in tags.items()]
+            run_id,
+            tags=[RunTag(k, _clip(scrub(str(v)), limit)) for k, v in tags.items()],
         )
 
 
@@ -172,7 +186,7 @@ def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
     """Store ``text`` as an artifact of the run."""
     run_id = run_id or current_run_id()
     if run_id:
-        client().log_text(run_id, text, artifact_file)
+        client().log_text(run_id, scrub(text), artifact_file)
 
 
 def reset() -> None:
@@ -182,6 +196,7 @@ def reset() -> None:
             _restore_env(_STATE.run.saved_env)
         _STATE.run = None
         _STATE.disabled = False
+        _STATE.secrets = set()
         os.environ.pop(RUN_ID_ENV_VAR, None)
 
 
@@ -209,7 +224,10 @@ def prepare_params(
     tags: dict[str, str] = {}
     for name, value in flat.items():
         key = sanitize_key(name)
-        text = REDACTED if _matches(name, redact) else str(_redact_nested(value, redact))
+        text = (
+            REDACTED if _matches(name, redact) else str(_redact_nested(value, redact))
+        )
+        text = scrub(text)
         if len(text) <= limit:
             values[key] = text
         elif settings.long_params_strategy == "truncate":
@@ -235,7 +253,9 @@ def sanitize_key(name: str) -> str:
     return key[: mlflow_limits.MAX_ENTITY_KEY_LENGTH] or "_"
 
 
-def flatten(value: dict, prefix: str, sep: str = ".", recursive: bool = True) -> dict[str, Any]:
+def flatten(
+    value: dict, prefix: str, sep: str = ".", recursive: bool = True
+) -> dict[str, Any]:
     """``{"a": {"b": 1}}`` with prefix ``p`` -> ``{"p.a.b": 1}``."""
     out: dict[str, Any] = {}
     for key, item in value.items():
@@ -253,13 +273,34 @@ def _matches(name: str, patterns: Iterable[re.Pattern[str]]) -> bool:
 
 def _redact_nested(value: Any, patterns: list[re.Pattern[str]]) -> Any:
     if isinstance(value, dict):
-        return {
-            k: REDACTED if _matches(str(k), patterns) else _redact_nested(v, patterns)
-            for k, v in value.items()
-        }
+        out = {}
+        for key, item in value.items():
+            if _matches(str(key), patterns):
+                _STATE.secrets.update(_secret_values(item))
+                out[key] = REDACTED
+            else:
+                out[key] = _redact_nested(item, patterns)
+        return out
     if isinstance(value, list | tuple):
         return type(value)(_redact_nested(item, patterns) for item in value)
     return value
+
+
+def scrub(text: str) -> str:
+    """Replace every known secret value (from credentials.yml) in ``text`` by ``***``."""
+    for secret in sorted(_STATE.secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _secret_values(tree: Any) -> list[str]:
+    if isinstance(tree, dict):
+        return [value for item in tree.values() for value in _secret_values(item)]
+    if isinstance(tree, list | tuple):
+        return [value for item in tree for value in _secret_values(item)]
+    text = str(tree) if tree is not None and not isinstance(tree, bool) else ""
+    return [text] if len(text) >= 4 else []  # noqa: PLR2004 - shorter values are not secrets
 
 
 def _tag_limit() -> int:
@@ -275,6 +316,7 @@ def _clip(text: str, limit: int) -> str:
 
 def git_info(project_path: Path) -> tuple[dict[str, str], str | None]:
     """Tags describing the project's git state, and the uncommitted diff if dirty."""
+
     def git(*args: str) -> str | None:
         try:
             result = subprocess.run(
@@ -330,6 +372,16 @@ def _apply_environment(
             )
         for name, value in creds.items():
             export(str(name), str(value))
+    http = {
+        "connect_timeout": None,
+        "request_timeout": "MLFLOW_HTTP_REQUEST_TIMEOUT",
+        "request_retries": "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    }
+    for key, env_name in http.items():
+        # an explicit mlflow.yml value wins; else the user's env var; else our default
+        if env_name and (key in server.model_fields_set or env_name not in os.environ):
+            value = getattr(server, key)
+            export(env_name, str(int(value) if key == "request_timeout" else value))
     saved.setdefault("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI"))
     saved.setdefault("MLFLOW_REGISTRY_URI", os.environ.get("MLFLOW_REGISTRY_URI"))
     if mlflow.active_run() is None:
@@ -407,6 +459,12 @@ def _experiment_id(config: KedroflowConfig, project_path: Path) -> str:
         location = kwargs.artifact_location
         if location and "://" not in location and not Path(location).is_absolute():
             location = (project_path / location).resolve().as_uri()
+        uri = mlflow.get_tracking_uri()
+        if location is None and uri.startswith("sqlite:"):
+            # next to the SQLite file, not in whatever the current directory is
+            database = Path(uri[len("sqlite:///") :])
+            name = sanitize_key(experiment.name).replace("/", "_")
+            location = (database.parent / "mlartifacts" / name).as_uri()
         return str(
             mlflow_client.create_experiment(
                 experiment.name, artifact_location=location, tags=kwargs.tags
@@ -423,19 +481,91 @@ def _experiment_id(config: KedroflowConfig, project_path: Path) -> str:
     return str(found.experiment_id)
 
 
+def _open_run_or_go_offline(
+    config: KedroflowConfig, project_path: Path, run_name: str, tags: dict[str, Any]
+) -> _OpenRun:
+    """Open the run; when the server is unreachable, fail fast or go offline."""
+    uri = mlflow.get_tracking_uri()
+    server = config.server
+    try:
+        _probe(uri, server.connect_timeout)
+        return _open_run(config, project_path, run_name, tags)
+    except TrackingError as exc:
+        error: Exception = exc
+    except (MlflowException, OSError) as exc:
+        if not uri.startswith(("http://", "https://")):
+            raise
+        error = exc
+    if server.on_tracking_error == "fail":
+        raise TrackingError(
+            f"Cannot track this run on the MLflow server {_safe_uri(uri)}: {error}\n"
+            "Start the server or fix server.mlflow_tracking_uri in mlflow.yml; if it is "
+            "only slow, raise server.connect_timeout / server.request_timeout; to run "
+            "anyway and upload the tracking later with `kedro mlflow sync`, set "
+            "server.on_tracking_error: continue."
+        ) from None
+    offline = offline_uri(project_path)
+    logger.warning(
+        "kedroflow: the MLflow server %s cannot be reached (%s). Tracking this run in "
+        "the local offline store %s instead; upload it later with `kedro mlflow sync`.",
+        _safe_uri(uri),
+        error,
+        offline,
+    )
+    mlflow.set_tracking_uri(offline)
+    mlflow.set_registry_uri(offline)
+    tags["kedroflow.offline_for"] = _safe_uri(uri)
+    return _open_run(config, project_path, run_name, tags)
+
+
+def offline_uri(project_path: Path) -> str:
+    """The local store of runs made while the server was unreachable."""
+    from kedroflow.config import OFFLINE_STORE
+
+    folder = (project_path / OFFLINE_STORE).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(folder / 'mlflow.db').as_posix()}"
+
+
+def _safe_uri(uri: str) -> str:
+    """The URI without any user:password part."""
+    return re.sub(r"//[^/@]*@", "//***@", uri)
+
+
+def _probe(uri: str, timeout: float) -> None:
+    """Fail within ``timeout`` seconds when an http(s) tracking server does not answer.
+
+    Any HTTP answer (even 401) counts as reachable; no answer in time does not.
+    """
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        base = re.sub(r"//[^/@]*@", "//", uri).rstrip("/")  # credentials go in headers
+        with urllib.request.urlopen(base + "/health", timeout=timeout):  # noqa: S310
+            pass
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(f"no answer within {timeout:g} s ({reason})") from exc
+
+
 def _open_run(
     config: KedroflowConfig, project_path: Path, run_name: str, tags: dict[str, Any]
 ) -> _OpenRun:
     active = mlflow.active_run()
     resume_id = config.tracking.run.id or os.environ.get("MLFLOW_RUN_ID") or None
     limit = _tag_limit()
-    str_tags = {k: _clip(str(v), limit) for k, v in tags.items()}
-    if active is not None and not resume_id and not config.tracking.run.nested:
+    str_tags = {k: _clip(scrub(str(v)), limit) for k, v in tags.items()}
+    if resume_id:
+        return _join_shared_run(resume_id, str_tags)
+    if active is not None and not config.tracking.run.nested:
         log_tags(str_tags, active.info.run_id)
         return _OpenRun(active.info.run_id, active.info.experiment_id, False, False)
-    if resume_id:
-        run = mlflow.start_run(run_id=resume_id, tags=str_tags, nested=active is not None)
-    elif active is not None:
+    if active is not None:
         run = mlflow.start_run(
             experiment_id=active.info.experiment_id,
             run_name=run_name,
@@ -444,8 +574,40 @@ def _open_run(
         )
     else:
         experiment_id = _experiment_id(config, project_path)
-        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=str_tags)
+        run = mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, tags=str_tags
+        )
     return _OpenRun(run.info.run_id, run.info.experiment_id, True, True)
+
+
+_PARTICIPANT = "kedroflow.participant."
+
+
+def _join_shared_run(run_id: str, tags: dict[str, str]) -> _OpenRun:
+    """Resume a run that several ``kedro run`` processes may share (split execution).
+
+    Each process marks itself with a participant tag while it runs; the one that ends
+    last, finding no other participant, closes the run.
+    """
+    import uuid
+
+    mlflow_client = client()
+    try:
+        run = mlflow_client.get_run(run_id)
+    except MlflowException as exc:
+        raise TrackingError(
+            f"Cannot resume MLflow run '{run_id}' (from tracking.run.id or "
+            f"MLFLOW_RUN_ID): {exc.message}. Check the id, or unset it for a new run."
+        ) from None
+    if run.info.lifecycle_stage == "deleted":
+        raise TrackingError(
+            f"MLflow run '{run_id}' is deleted: restore it or unset tracking.run.id / "
+            "MLFLOW_RUN_ID."
+        )
+    participant = f"{_PARTICIPANT}{uuid.uuid4().hex[:12]}"
+    mlflow_client.update_run(run_id, status="RUNNING")
+    log_tags({**tags, participant: "running"}, run_id)
+    return _OpenRun(run_id, run.info.experiment_id, True, False, participant)
 
 
 def _close(status: str) -> None:
@@ -456,7 +618,9 @@ def _close(status: str) -> None:
     _STATE.run = None
     os.environ.pop(RUN_ID_ENV_VAR, None)
     try:
-        if run.owned:
+        if run.participant:
+            _leave_shared_run(run, status)
+        elif run.owned:
             active = mlflow.active_run()
             if run.pushed and active is not None and active.info.run_id == run.run_id:
                 mlflow.end_run(status)
@@ -464,6 +628,21 @@ def _close(status: str) -> None:
                 client().set_terminated(run.run_id, status)
     finally:
         _restore_env(run.saved_env)
+
+
+def _leave_shared_run(run: _OpenRun, status: str) -> None:
+    mlflow_client = client()
+    if status != "FINISHED":
+        mlflow_client.set_tag(run.run_id, "kedroflow.failed", status)
+    mlflow_client.delete_tag(run.run_id, str(run.participant))
+    tags = mlflow_client.get_run(run.run_id).data.tags
+    if any(key.startswith(_PARTICIPANT) for key in tags):
+        logger.info(
+            "kedroflow: MLflow run %s stays open for its other processes", run.run_id
+        )
+        return
+    final = tags.get("kedroflow.failed", status) if status == "FINISHED" else status
+    mlflow_client.set_terminated(run.run_id, final)
 
 
 _ATEXIT_PID: list[int] = []
@@ -484,7 +663,7 @@ def _end_interrupted_run() -> None:
         try:
             with _STATE.lock:
                 _close(RunStatus.to_string(RunStatus.KILLED))
-        except Exception:  # noqa: BLE001, S110 - never fail at interpreter exit
+        except Exception:  # noqa: S110 - never fail at interpreter exit
             pass
 
 
@@ -536,4 +715,4 @@ def kedro_command(run_params: Mapping[str, Any], redact: Iterable[str] = ()) -> 
     )
     if run_params.get("only_missing_outputs"):
         parts.append("--only-missing-outputs")
-    return " ".join(parts)
+    return scrub(" ".join(parts))

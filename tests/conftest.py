@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -84,7 +85,8 @@ class KedroProject:
     def kedro(
         self, *args: str, check: bool = True, timeout: float = 300, **kwargs: Any
     ) -> subprocess.CompletedProcess[str]:
-        """Run the real ``kedro`` CLI in the project."""
+        """Run the real ``kedro`` CLI in the project (wide output: rich wraps lines)."""
+        kwargs.setdefault("env", {**os.environ, "COLUMNS": "400"})
         result = subprocess.run(
             [str(BIN / "kedro"), *args], check=False, cwd=self.path, capture_output=True,
             text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kwargs,

@@ -67,7 +67,13 @@ class TestRun:
         kedro_project.write("conf/base/parameters.yml", "x: 2\n")
         kedro_project.kedro("mlflow", "init")
         kedro_project.kedro(
-            "run", "--pipelines", "training", "--params", "x=5", "--runner", "ThreadRunner"
+            "run",
+            "--pipelines",
+            "training",
+            "--params",
+            "x=5",
+            "--runner",
+            "ThreadRunner",
         )
         run = kedro_project.only_run()
         assert run.info.status == "FINISHED"
@@ -108,11 +114,16 @@ class TestUi:
         kedro_project.write("conf/local/mlflow.yml", "ui:\n  prot: 1\n")
         result = kedro_project.kedro("mlflow", "ui", check=False)
         assert result.returncode != 0
-        assert "ui.prot: unknown key. Did you mean 'port'?" in result.stdout + result.stderr
+        assert (
+            "ui.prot: unknown key. Did you mean 'port'?"
+            in result.stdout + result.stderr
+        )
 
 
 class TestImportCost:
-    @pytest.mark.parametrize("module", ["kedroflow", "kedroflow.cli", "kedroflow.hooks"])
+    @pytest.mark.parametrize(
+        "module", ["kedroflow", "kedroflow.cli", "kedroflow.hooks"]
+    )
     def test_no_mlflow_import(self, module: str) -> None:
         code = f"import sys, {module}; assert 'mlflow' not in sys.modules, '{module}'"
         subprocess.run([sys.executable, "-c", code], check=True)

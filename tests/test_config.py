@@ -63,17 +63,20 @@ class TestSchema:
         config = validate_config(raw)
         defaults = KedroflowConfig()
         assert config.tracking.params.redact == list(DEFAULT_REDACT_PATTERNS)
-        assert config.model_dump() == defaults.model_copy(
-            update={
-                "tracking": defaults.tracking.model_copy(
-                    update={
-                        "experiment": defaults.tracking.experiment.model_copy(
-                            update={"name": "proj"}
-                        )
-                    }
-                )
-            }
-        ).model_dump()
+        assert (
+            config.model_dump()
+            == defaults.model_copy(
+                update={
+                    "tracking": defaults.tracking.model_copy(
+                        update={
+                            "experiment": defaults.tracking.experiment.model_copy(
+                                update={"name": "proj"}
+                            )
+                        }
+                    )
+                }
+            ).model_dump()
+        )
 
     def test_empty_file_means_defaults(self) -> None:
         assert validate_config(None) == KedroflowConfig()
@@ -92,7 +95,9 @@ class TestSchema:
             validate_config(raw)
         message = str(info.value)
         assert "tracking.experimnt: unknown key. Did you mean 'experiment'?" in message
-        assert "tracking.params.long_params_strategy: 'truncat' is not allowed" in message
+        assert (
+            "tracking.params.long_params_strategy: 'truncat' is not allowed" in message
+        )
         assert "'fail', 'truncate' or 'tag'" in message
         assert "Did you mean 'truncate'?" in message
         assert "tracking.run.nested: 'yes' is not a boolean" in message
@@ -102,7 +107,9 @@ class TestSchema:
         assert len(info.value.problems) == 5
 
     def test_unknown_key_lists_allowed_keys(self) -> None:
-        with pytest.raises(ConfigError, match=r"Allowed keys here: id, name, nested, tags"):
+        with pytest.raises(
+            ConfigError, match=r"Allowed keys here: id, name, nested, tags"
+        ):
             validate_config({"tracking": {"run": {"nme": "x"}}})
 
     def test_section_of_wrong_type(self) -> None:
@@ -114,11 +121,15 @@ class TestSchema:
             validate_config(["server"])  # type: ignore[arg-type]
 
     def test_bad_regex_in_redact(self) -> None:
-        with pytest.raises(ConfigError, match=r"tracking.params.redact: .*not a valid regular"):
+        with pytest.raises(
+            ConfigError, match=r"tracking.params.redact: .*not a valid regular"
+        ):
             validate_config({"tracking": {"params": {"redact": ["("]}}})
 
     def test_bad_run_id(self) -> None:
-        with pytest.raises(ConfigError, match=r"tracking.run.id: .*is not an MLflow run id"):
+        with pytest.raises(
+            ConfigError, match=r"tracking.run.id: .*is not an MLflow run id"
+        ):
             validate_config({"tracking": {"run": {"id": "../etc"}}})
 
 
@@ -144,7 +155,9 @@ class TestUris:
         config = validate_config({"server": {"mlflow_tracking_uri": "databricks"}})
         assert config.tracking_uri("/proj") == "databricks"
 
-    def test_default_is_sqlite_at_project_root(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_default_is_sqlite_at_project_root(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
         assert KedroflowConfig().tracking_uri("/proj") == "sqlite:////proj/mlflow.db"
 
@@ -155,7 +168,9 @@ class TestUris:
 
 class TestDisabledPipelines:
     def test_all_selected_must_be_disabled(self) -> None:
-        config = validate_config({"tracking": {"disable_tracking": {"pipelines": ["etl"]}}})
+        config = validate_config(
+            {"tracking": {"disable_tracking": {"pipelines": ["etl"]}}}
+        )
         assert config.is_pipeline_disabled(["etl"])
         assert not config.is_pipeline_disabled(["etl", "training"])
         assert not config.is_pipeline_disabled([])

@@ -114,7 +114,9 @@ class TestOneRunPerKedroRun:
 
     def test_two_sessions_in_a_row_use_their_own_config(self, project: Any) -> None:
         mlflow_yml(project, "tracking:\n  experiment:\n    name: first\n", env="local")
-        project.write("conf/other/mlflow.yml", "tracking:\n  experiment:\n    name: second\n")
+        project.write(
+            "conf/other/mlflow.yml", "tracking:\n  experiment:\n    name: second\n"
+        )
         project.run(pipeline_names=["etl"])
         project.run(env="other", pipeline_names=["etl"], runtime_params={"a": 9})
         (first,) = project.runs("first")
@@ -122,7 +124,9 @@ class TestOneRunPerKedroRun:
         assert first.data.params == {"a": "1"}
         assert second.data.params == {"a": "9"}
         assert second.data.tags["kedro.env"] == "other"
-        assert second.data.tags["kedro.command"].startswith("kedro run --pipelines etl --env other")
+        assert second.data.tags["kedro.command"].startswith(
+            "kedro run --pipelines etl --env other"
+        )
         assert {first.info.status, second.info.status} == {"FINISHED"}
         assert mlflow.active_run() is None
 
@@ -144,7 +148,9 @@ class TestOneRunPerKedroRun:
                   owner: ${runtime_params:owner, nobody}
             """,
         )
-        project.run(pipeline_names=["etl"], runtime_params={"suffix": "7", "owner": "ana"})
+        project.run(
+            pipeline_names=["etl"], runtime_params={"suffix": "7", "owner": "ana"}
+        )
         run = project.only_run()
         assert run.info.run_name == "nightly-7"
         assert run.data.tags["team"] == "search"
@@ -238,7 +244,9 @@ class TestDisabled:
 
     def test_disable_hooks_for_plugins(self, project: Any) -> None:
         settings = project.path / "src/fake_project/settings.py"
-        settings.write_text(settings.read_text() + '\nDISABLE_HOOKS_FOR_PLUGINS = ("kedroflow",)\n')
+        settings.write_text(
+            settings.read_text() + '\nDISABLE_HOOKS_FOR_PLUGINS = ("kedroflow",)\n'
+        )
         project.run(pipeline_names=["etl"])
         assert project.runs() == []
 
@@ -304,8 +312,12 @@ class TestRunSelection:
 
 
 class TestConfigErrors:
-    def test_bad_mlflow_yml_stops_the_run_with_every_problem(self, project: Any) -> None:
-        mlflow_yml(project, "tracking:\n  runn: {}\n  params:\n    long_params_strategy: x\n")
+    def test_bad_mlflow_yml_stops_the_run_with_every_problem(
+        self, project: Any
+    ) -> None:
+        mlflow_yml(
+            project, "tracking:\n  runn: {}\n  params:\n    long_params_strategy: x\n"
+        )
         with pytest.raises(Exception, match=r"2 problems") as info:
             project.run(pipeline_names=["etl"])
         assert "tracking.runn: unknown key. Did you mean 'run'?" in str(info.value)
@@ -330,7 +342,11 @@ class TestGit:
         subprocess.run([*git, "add", "-A"], cwd=project.path, check=True)
         subprocess.run([*git, "commit", "-qm", "init"], cwd=project.path, check=True)
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=project.path, check=True, capture_output=True, text=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=project.path,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         project.write("conf/base/parameters.yml", PARAMETERS.replace("a: 1", "a: 2"))
         project.run(pipeline_names=["etl"])

@@ -62,7 +62,9 @@ class TestPrepareParams:
 
     def test_long_value_fails_with_the_fix(self) -> None:
         long = "x" * (mlflow_limits.MAX_PARAM_VAL_LENGTH + 1)
-        with pytest.raises(TrackingError, match=r"long_params_strategy to 'truncate' or 'tag'"):
+        with pytest.raises(
+            TrackingError, match=r"long_params_strategy to 'truncate' or 'tag'"
+        ):
             prepare_params({"big": long}, ParamsConfig())
 
     def test_long_value_truncate(self) -> None:
@@ -73,7 +75,9 @@ class TestPrepareParams:
 
     def test_long_value_tag_is_clipped_to_tag_limit(self) -> None:
         long = "x" * (mlflow_limits.MAX_TAG_VAL_LENGTH + 10)
-        values, tags = prepare_params({"big": long}, ParamsConfig(long_params_strategy="tag"))
+        values, tags = prepare_params(
+            {"big": long}, ParamsConfig(long_params_strategy="tag")
+        )
         assert values == {}
         assert len(tags["big"]) == mlflow_limits.MAX_TAG_VAL_LENGTH
 
@@ -123,4 +127,7 @@ class TestKedroCommand:
 
     def test_runner_name(self) -> None:
         assert runner_name("None") == "SequentialRunner"
-        assert runner_name("<kedro.runner.ParallelRunner object at 0x>") == "ParallelRunner"
+        assert (
+            runner_name("<kedro.runner.ParallelRunner object at 0x>")
+            == "ParallelRunner"
+        )
