@@ -58,8 +58,10 @@ class MlflowHook:
         config, context = self._config, self._context
         if config is None or context is None:
             return  # a runner used outside a KedroSession: nothing to track
-        names = list(run_params.get("pipeline_names") or ["__default__"])
         from kedroflow import io, tracking
+
+        run_params = tracking.normalize_run_params(run_params)
+        names = list(run_params["pipeline_names"] or ["__default__"])
 
         if tracking_disabled_by_env() or config.is_pipeline_disabled(names):
             logger.info(
@@ -127,7 +129,7 @@ class MlflowHook:
             tracking.set_disabled(False)
 
     def _owns(self, run_params: dict[str, Any]) -> bool:
-        key = str(run_params.get("run_id"))
+        key = str(run_params.get("run_id") or run_params.get("session_id"))
         if key in self._tracked:
             self._tracked.discard(key)
             return True
@@ -194,7 +196,7 @@ def _run_tags(
 
     from kedroflow import tracking
 
-    names = list(run_params.get("pipeline_names") or ["__default__"])
+    names = list(run_params["pipeline_names"] or ["__default__"])
     env = run_params.get("env") or context.env
     tags: dict[str, Any] = {
         "kedro.pipeline": "+".join(names),

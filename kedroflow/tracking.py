@@ -678,10 +678,26 @@ def runner_name(runner: Any) -> str:
     return match.group(1) if match else "SequentialRunner"
 
 
+def normalize_run_params(run_params: Mapping[str, Any]) -> dict[str, Any]:
+    """Kedro's ``run_params`` with the keys of Kedro >= 1.2 on every Kedro 1.x.
+
+    Kedro 1.0/1.1 passes ``pipeline_name`` (one name) and ``session_id``; later
+    versions pass ``pipeline_names`` (a list, empty for ``__default__``) and ``run_id``.
+    """
+    params = dict(run_params)
+    if "pipeline_names" not in params:
+        name = params.get("pipeline_name")
+        params["pipeline_names"] = [name] if name else []
+        params["_pipeline_option"] = "--pipeline"
+    params.setdefault("run_id", params.get("session_id"))
+    return params
+
+
 def kedro_command(run_params: Mapping[str, Any], redact: Iterable[str] = ()) -> str:
     """A ``kedro run`` command line that reproduces the run (secrets redacted)."""
     import shlex
 
+    run_params = normalize_run_params(run_params)
     patterns = [re.compile(p, re.IGNORECASE) for p in redact]
     parts = ["kedro", "run"]
 
@@ -690,7 +706,7 @@ def kedro_command(run_params: Mapping[str, Any], redact: Iterable[str] = ()) -> 
             items = [values] if isinstance(values, str) else list(values)
             parts.extend([option, shlex.quote(",".join(str(v) for v in items))])
 
-    add("--pipelines", run_params.get("pipeline_names"))
+    add(run_params.get("_pipeline_option", "--pipelines"), run_params["pipeline_names"])
     if run_params.get("env"):
         parts.extend(["--env", shlex.quote(str(run_params["env"]))])
     runner = runner_name(run_params.get("runner"))

@@ -47,6 +47,18 @@ def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+def _has_pipeline_names() -> bool:
+    import inspect
+
+    from kedro.framework.session import KedroSession
+
+    return "pipeline_names" in inspect.signature(KedroSession.run).parameters
+
+
+#: Kedro < 1.2 runs one pipeline: ``session.run(pipeline_name=...)``.
+_HAS_PIPELINE_NAMES = _has_pipeline_names()
+
+
 class KedroProject:
     """A Kedro project in a tmp dir, its MLflow store, and ways to run it."""
 
@@ -80,6 +92,8 @@ class KedroProject:
         with KedroSession.create(
             project_path=self.path, env=env, runtime_params=runtime_params
         ) as session:
+            if "pipeline_names" in run_kwargs and not _HAS_PIPELINE_NAMES:
+                (run_kwargs["pipeline_name"],) = run_kwargs.pop("pipeline_names")
             return session.run(**run_kwargs)
 
     def kedro(
@@ -129,3 +143,9 @@ def kedro_project(
     shutil.copytree(project_template, path)
     shutil.copy(migrated_db, path / "mlflow.db")
     return KedroProject(path)
+
+
+@pytest.fixture
+def pipelines_option() -> str:
+    """``kedro run`` selects pipelines with ``--pipelines`` (Kedro >= 1.2) or ``--pipeline``."""
+    return "--pipelines" if _HAS_PIPELINE_NAMES else "--pipeline"

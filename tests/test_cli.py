@@ -51,7 +51,9 @@ class TestInit:
 
 
 class TestRun:
-    def test_kedro_run_through_the_cli(self, kedro_project: Any) -> None:
+    def test_kedro_run_through_the_cli(
+        self, kedro_project: Any, pipelines_option: str
+    ) -> None:
         kedro_project.write(
             "src/fake_project/nodes.py", "def double(x):\n    return 2 * x\n"
         )
@@ -68,7 +70,7 @@ class TestRun:
         kedro_project.kedro("mlflow", "init")
         kedro_project.kedro(
             "run",
-            "--pipelines",
+            pipelines_option,
             "training",
             "--params",
             "x=5",
@@ -79,7 +81,7 @@ class TestRun:
         assert run.info.status == "FINISHED"
         assert run.data.params == {"x": "5"}
         assert run.data.tags["kedro.command"] == (
-            "kedro run --pipelines training --runner ThreadRunner --params x=5"
+            f"kedro run {pipelines_option} training --runner ThreadRunner --params x=5"
         )
 
 

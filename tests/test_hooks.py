@@ -77,7 +77,7 @@ def mlflow_yml(project: Any, text: str, env: str = "local") -> None:
 
 
 class TestOneRunPerKedroRun:
-    def test_params_tags_and_status(self, project: Any) -> None:
+    def test_params_tags_and_status(self, project: Any, pipelines_option: str) -> None:
         project.run(pipeline_names=["etl"])
         run = project.only_run()
         assert run.info.status == "FINISHED"
@@ -86,7 +86,7 @@ class TestOneRunPerKedroRun:
         tags = run.data.tags
         assert tags["kedro.pipeline"] == "etl"
         assert tags["kedro.env"] == "local"
-        assert tags["kedro.command"] == "kedro run --pipelines etl"
+        assert tags["kedro.command"] == f"kedro run {pipelines_option} etl"
         assert tags["kedroflow.version"] == kedroflow.__version__
         assert tags["kedro.version"]
         assert tags["kedroflow.mlflow_version"] == mlflow.__version__
@@ -104,15 +104,19 @@ class TestOneRunPerKedroRun:
         }
         assert "hunter2" not in str(run.data.tags)
 
-    def test_runtime_params_are_logged_and_in_command(self, project: Any) -> None:
+    def test_runtime_params_are_logged_and_in_command(
+        self, project: Any, pipelines_option: str
+    ) -> None:
         project.run(pipeline_names=["etl"], runtime_params={"a": 3, "extra": {"k": 2}})
         run = project.only_run()
         assert run.data.params == {"a": "3", "extra.k": "2"}
         assert run.data.tags["kedro.command"] == (
-            "kedro run --pipelines etl --params a=3,extra.k=2"
+            f"kedro run {pipelines_option} etl --params a=3,extra.k=2"
         )
 
-    def test_two_sessions_in_a_row_use_their_own_config(self, project: Any) -> None:
+    def test_two_sessions_in_a_row_use_their_own_config(
+        self, project: Any, pipelines_option: str
+    ) -> None:
         mlflow_yml(project, "tracking:\n  experiment:\n    name: first\n", env="local")
         project.write(
             "conf/other/mlflow.yml", "tracking:\n  experiment:\n    name: second\n"
@@ -125,7 +129,7 @@ class TestOneRunPerKedroRun:
         assert second.data.params == {"a": "9"}
         assert second.data.tags["kedro.env"] == "other"
         assert second.data.tags["kedro.command"].startswith(
-            "kedro run --pipelines etl --env other"
+            f"kedro run {pipelines_option} etl --env other"
         )
         assert {first.info.status, second.info.status} == {"FINISHED"}
         assert mlflow.active_run() is None
@@ -173,12 +177,14 @@ class TestStatus:
         project.run(pipeline_names=["etl"])  # the next run is clean
         assert [r.info.status for r in project.runs()] == ["FAILED", "FINISHED"]
 
-    def test_ctrl_c_marks_the_run_killed(self, project: Any) -> None:
+    def test_ctrl_c_marks_the_run_killed(
+        self, project: Any, pipelines_option: str
+    ) -> None:
         import signal
         import time
 
         process = subprocess.Popen(
-            [str(project_bin("kedro")), "run", "--pipelines", "slow"],
+            [str(project_bin("kedro")), "run", pipelines_option, "slow"],
             cwd=project.path,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -337,6 +343,7 @@ class TestConfigErrors:
 
 class TestGit:
     def test_commit_dirty_flag_and_diff(self, project: Any) -> None:
+        (project.path / "downloaded").mkdir()
         git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
         subprocess.run([*git, "init", "-q"], cwd=project.path, check=True)
         subprocess.run([*git, "add", "-A"], cwd=project.path, check=True)
@@ -353,9 +360,9 @@ class TestGit:
         run = project.only_run()
         assert run.data.tags["git.commit"] == commit
         assert run.data.tags["git.dirty"] == "true"
-        path = mlflow.artifacts.download_artifacts(
-            run_id=run.info.run_id, artifact_path="git/uncommitted.diff",
-            tracking_uri=project.tracking_uri,
-        )  # fmt: skip
+        mlflow.set_tracking_uri(project.tracking_uri)  # MLflow 3.0 resolves runs:/ globally
+        path = project.client().download_artifacts(
+            run.info.run_id, "git/uncommitted.diff", str(project.path / "downloaded")
+        )
         with open(path) as diff:
             assert "+a: 2" in diff.read()

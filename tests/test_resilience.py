@@ -59,11 +59,17 @@ def closed_port() -> int:
 
 
 class TestServerDown:
-    def test_unreachable_server_fails_fast_with_the_fix(self, project: Any) -> None:
+    def test_unreachable_server_fails_fast_with_the_fix(
+        self, project: Any, pipelines_option: str
+    ) -> None:
         uri = f"http://127.0.0.1:{closed_port()}"
-        project.write("conf/local/mlflow.yml", f"server:\n  mlflow_tracking_uri: {uri}\n")
+        project.write(
+            "conf/local/mlflow.yml", f"server:\n  mlflow_tracking_uri: {uri}\n"
+        )
         start = time.monotonic()
-        result = project.kedro("run", "--pipelines", "first", check=False, timeout=120)
+        result = project.kedro(
+            "run", pipelines_option, "first", check=False, timeout=120
+        )
         elapsed = time.monotonic() - start
         output = result.stdout + result.stderr
         assert result.returncode != 0
@@ -87,7 +93,7 @@ class TestServerDown:
             assert time.monotonic() - start < 10
 
     def test_continue_runs_offline_and_sync_uploads_once(
-        self, project: Any, tracking_uri: str
+        self, project: Any, tracking_uri: str, pipelines_option: str
     ) -> None:
         uri = f"http://127.0.0.1:{closed_port()}"
         project.write(
@@ -106,7 +112,9 @@ class TestServerDown:
         assert mlflow.active_run() is None
 
         # the server is back (here: another store), upload the offline run
-        project.write("conf/local/mlflow.yml", f"server:\n  mlflow_tracking_uri: {tracking_uri}\n")
+        project.write(
+            "conf/local/mlflow.yml", f"server:\n  mlflow_tracking_uri: {tracking_uri}\n"
+        )
         result = project.kedro("mlflow", "sync")
         assert "1 run(s) uploaded" in result.stdout
         target = mlflow.MlflowClient(tracking_uri=tracking_uri)
@@ -115,7 +123,10 @@ class TestServerDown:
         )
         assert uploaded.data.params == {"a": "5"}
         assert uploaded.data.tags["kedroflow.synced_from"] == run.info.run_id
-        assert uploaded.data.tags["kedro.command"] == "kedro run --pipelines first --params a=5"
+        assert (
+            uploaded.data.tags["kedro.command"]
+            == f"kedro run {pipelines_option} first --params a=5"
+        )
         assert uploaded.info.status == "FINISHED"
         assert uploaded.info.start_time == run.info.start_time
         again = project.kedro("mlflow", "sync")
@@ -137,15 +148,20 @@ class TestSplitRuns:
         assert run.info.status == "FINISHED"
         assert not [t for t in run.data.tags if t.startswith("kedroflow.participant")]
 
-    def test_concurrent_processes_share_one_run_closed_by_the_last(self, project: Any) -> None:
+    def test_concurrent_processes_share_one_run_closed_by_the_last(
+        self, project: Any
+    ) -> None:
         client = project.client()
         run_id = client.create_run(client.create_experiment("fake_project")).info.run_id
         env = {**os.environ, "MLFLOW_RUN_ID": run_id}
         processes = [
             subprocess.Popen(
                 [str(Path(sys.executable).parent / "kedro"), "run", "--nodes", node],
-                cwd=project.path, env=env, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True,
+                cwd=project.path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )  # fmt: skip
             for node in ("first", "second")
         ]
@@ -211,7 +227,10 @@ class TestSecrets:
             "tracking:\n  params:\n    dict_params:\n      flatten: false\n",
         )
         _git_commit(project.path)
-        project.write("conf/base/parameters.yml", (project.path / "conf/base/parameters.yml").read_text() + "extra: 1\n")
+        project.write(
+            "conf/base/parameters.yml",
+            (project.path / "conf/base/parameters.yml").read_text() + "extra: 1\n",
+        )
         project.run(
             pipeline_names=["secrets"],
             runtime_params={"service_token": SECRETS["runtime_secret"]},
@@ -219,7 +238,9 @@ class TestSecrets:
         run = project.only_run()
         texts = [str(run.data.params), str(run.data.tags), str(run.info)]
         texts += _text_artifacts(project, run.info.run_id)
-        found = [name for name, value in SECRETS.items() if any(value in t for t in texts)]
+        found = [
+            name for name, value in SECRETS.items() if any(value in t for t in texts)
+        ]
         assert found == []
         assert run.data.params["db"].count("***") == 2
         assert "host': 'localhost" in run.data.params["db"]
@@ -235,9 +256,10 @@ def _git_commit(path: Path) -> None:
 
 
 def _text_artifacts(project: Any, run_id: str) -> list[str]:
-    local = mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path="", tracking_uri=project.tracking_uri
-    )
+    target = project.path / "downloaded"
+    target.mkdir()
+    mlflow.set_tracking_uri(project.tracking_uri)  # MLflow 3.0 resolves runs:/ globally
+    local = project.client().download_artifacts(run_id, "", str(target))
     texts = []
     for path in Path(local).rglob("*"):
         if path.is_file():
