@@ -259,6 +259,8 @@ def load_config(
     except (MissingConfigException, KeyError):
         raw = {}
     raw = dict(raw or {}) if isinstance(raw, dict) else raw
+    env = getattr(config_loader, "env", None)
+    source = f"mlflow.yml (conf/base and conf/{env})" if env else "mlflow.yml"
     if package_name and isinstance(raw, dict):
         tracking = dict(raw.get("tracking") or {})
         experiment = tracking.get("experiment")
@@ -267,7 +269,7 @@ def load_config(
         ):
             tracking["experiment"] = {**(experiment or {}), "name": package_name}
             raw["tracking"] = tracking
-    return validate_config(raw)
+    return validate_config(raw, source)
 
 
 def _describe_problem(error: Any) -> str:
