@@ -1,14 +1,58 @@
-"""Catalog datasets that log to MLflow, and the catalog helpers the hook uses."""
+"""Catalog datasets that log to MLflow, and the catalog helpers the hook uses.
+
+Use them in ``catalog.yml`` as ``type: kedroflow.<Name>`` (or ``kedroflow.io.<Name>``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from kedroflow.io._base import MlflowBaseDataset
+from kedroflow.io.artifact_dataset import MlflowArtifactDataset
+from kedroflow.io.lineage import log_dataset_inputs as _log_dataset_inputs
+from kedroflow.io.metric_dataset import (
+    MlflowMetricDataset,
+    MlflowMetricHistoryDataset,
+    MlflowMetricsHistoryDataset,
+)
+from kedroflow.io.model_dataset import (
+    MlflowModelLocalFileSystemDataset,
+    MlflowModelRegistryDataset,
+    MlflowModelTrackingDataset,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = [
+    "MlflowArtifactDataset",
+    "MlflowBaseDataset",
+    "MlflowMetricDataset",
+    "MlflowMetricHistoryDataset",
+    "MlflowMetricsHistoryDataset",
+    "MlflowModelLocalFileSystemDataset",
+    "MlflowModelRegistryDataset",
+    "MlflowModelTrackingDataset",
+    "bind_catalog_names",
+    "log_dataset_inputs",
+]
 
 
 def bind_catalog_names(catalog: Any, names: Iterable[str]) -> None:
-    """Give kedroflow datasets their catalog entry name (the default metric key)."""
+    """Give kedroflow datasets their catalog entry name (the default metric key).
+
+    Types are read with ``catalog.get_type`` (nothing is materialised); only kedroflow
+    entries, including those made by dataset factory patterns, are fetched and bound.
+    """
+    for name in names:
+        kind = catalog.get_type(name)
+        if not kind or ("kedroflow" not in kind and "Mlflow" not in kind):
+            continue
+        dataset = catalog.get(name)
+        if isinstance(dataset, MlflowBaseDataset):
+            dataset.bind_name(name)
 
 
 def log_dataset_inputs(catalog: Any, names: Iterable[str], run_id: str) -> None:
-    """Record the persisted datasets a run read as MLflow dataset inputs."""
+    """Record the persisted datasets a run read as MLflow dataset inputs (one request)."""
+    _log_dataset_inputs(catalog, names, run_id)

@@ -1,0 +1,434 @@
+"""Metric datasets: one value, one history, or many histories, logged to the run.
+
+A whole history goes to MLflow in one ``log_batch`` (the client splits it in chunks of
+1,000 metrics, MLflow's limit per request), never one request per step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+
+from kedroflow import tracking
+from kedroflow.errors import MlflowDatasetError
+from kedroflow.io._base import MlflowBaseDataset
+
+logger = logging.getLogger(__name__)
+
+
+class _MetricBase(MlflowBaseDataset[Any, Any]):
+    """Key and run handling shared by the metric datasets."""
+
+    def __init__(self, *, key: str | None, run_id: str | None, metadata: Any) -> None:
+        self._key = key
+        self._run_id = run_id
+        self.metadata = metadata
+
+    @property
+    def key(self) -> str:
+        """The metric key: ``key:`` from the catalog, else the catalog entry name."""
+        key = self._key or self._catalog_name
+        if not key:
+            raise MlflowDatasetError(
+                f"{type(self).__name__} has no metric key: set `key:` in its catalog "
+                "entry (or `key=` in Python). Inside `kedro run` the key defaults to "
+                "the catalog entry name."
+            )
+        return tracking.sanitize_key(key)
+
+    def _log(self, run_id: str, metrics: list[Metric]) -> None:
+        try:
+            tracking.client().log_batch(run_id, metrics=metrics)
+        except MlflowException as error:
+            raise self._mlflow_error(error, "log metrics", run_id) from error
+
+    def _history(self, run_id: str, key: str) -> list[Metric]:
+        try:
+            history = tracking.client().get_metric_history(run_id, key)
+        except MlflowException as error:
+            raise self._mlflow_error(error, "read metrics", run_id) from error
+        if not history and self._run_id:  # an unknown run id reads as no history
+            try:
+                tracking.client().get_run(run_id)
+            except MlflowException as error:
+                raise self._mlflow_error(error, "read metrics", run_id) from error
+        return sorted(history, key=lambda m: (m.step, m.timestamp))
+
+    def _exists(self) -> bool:
+        run_id = self._run_id or tracking.current_run_id()
+        if run_id is None or (self._key is None and self._catalog_name is None):
+            return False
+        try:
+            return self.key in tracking.client().get_run(run_id).data.metrics
+        except MlflowException:
+            return False
+
+    def _skip(self) -> bool:
+        if self._logging_off():
+            logger.debug("Tracking is off: %s does not log", self._label())
+            return True
+        return False
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _value(value: Any, where: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise MlflowDatasetError(
+            f"{where}: MLflow metrics are numbers, got {value!r} of type "
+            f"{type(value).__name__}. Return a float (or int/bool) from the node."
+        ) from None
+
+
+class MlflowMetricDataset(_MetricBase):
+    """``MlflowMetricDataset`` logs one metric value to the MLflow run and loads it back.
+
+    The key defaults to the catalog entry name. ``save_args.mode: overwrite`` (default)
+    logs at the last step of the key, ``append`` at the next step; ``save_args.step``
+    forces a step. Loading returns the latest value, or the value at ``load_args.step``.
+
+    Examples:
+        ```yaml
+        accuracy:
+          type: kedroflow.MlflowMetricDataset
+          save_args:
+            mode: append
+
+        "{name}_metric":          # dataset factory: the key is the entry name
+          type: kedroflow.MlflowMetricDataset
+        ```
+
+        >>> import mlflow
+        >>> from kedroflow.io import MlflowMetricDataset
+        >>> mlflow.set_tracking_uri(tracking_uri)
+        >>> run = mlflow.start_run()
+        >>> dataset = MlflowMetricDataset(key="accuracy", save_args={"mode": "append"})
+        >>> dataset.save(0.8)
+        >>> dataset.save(0.9)
+        >>> dataset.load()
+        0.9
+        >>> MlflowMetricDataset(key="accuracy", load_args={"step": 0}).load()
+        0.8
+        >>> mlflow.end_run()
+    """
+
+    MODES: ClassVar[tuple[str, ...]] = ("overwrite", "append")
+
+    def __init__(
+        self,
+        *,
+        key: str | None = None,
+        run_id: str | None = None,
+        load_args: dict[str, Any] | None = None,
+        save_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Create a metric dataset.
+
+        Args:
+            key: The metric key; defaults to the catalog entry name.
+            run_id: Read from / log to this run instead of the current one.
+            load_args: ``step``: load the value logged at this step.
+            save_args: ``mode`` (``overwrite`` | ``append``), ``step``.
+            metadata: Free-form metadata, ignored by kedroflow.
+        """
+        super().__init__(key=key, run_id=run_id, metadata=metadata)
+        self._load_args = dict(load_args or {})
+        self._save_args = {"mode": "overwrite", **(save_args or {})}
+        unknown = set(self._save_args) - {"mode", "step"}
+        if unknown or self._save_args["mode"] not in self.MODES:
+            raise MlflowDatasetError(
+                f"MlflowMetricDataset save_args accept `mode` ({' | '.join(self.MODES)}) "
+                f"and `step`; got {self._save_args}."
+            )
+
+    def load(self) -> float:
+        run_id = self._run_for("load its metric", self._run_id)
+        history = self._history(run_id, self.key)
+        if "step" in self._load_args:
+            history = [m for m in history if m.step == self._load_args["step"]]
+        if not history:
+            at = (
+                f" at step {self._load_args['step']}"
+                if "step" in self._load_args
+                else ""
+            )
+            raise MlflowDatasetError(
+                f"Dataset {self._label()}: run {run_id} has no metric '{self.key}'{at}. "
+                "Save it first, or point `run_id:` / `load_args.step` at a logged value."
+            )
+        return float(history[-1].value)
+
+    def save(self, data: float) -> None:
+        if self._skip():
+            return
+        run_id = self._run_for("log its metric", self._run_id)
+        value = _value(data, f"Dataset {self._label()}")
+        step = self._save_args.get("step")
+        if step is None:
+            history = self._history(run_id, self.key)
+            last = history[-1].step if history else None
+            if last is None:
+                step = 0
+            else:
+                step = last + 1 if self._save_args["mode"] == "append" else last
+        self._log(run_id, [Metric(self.key, value, _now_ms(), int(step))])
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "key": self._key or self._catalog_name,
+            "run_id": self._run_id,
+            "load_args": self._load_args,
+            "save_args": self._save_args,
+        }
+
+
+class MlflowMetricHistoryDataset(_MetricBase):
+    """``MlflowMetricHistoryDataset`` logs a whole metric history in one request.
+
+    Modes, for ``save_args.mode`` and ``load_args.mode`` (default ``list``):
+
+    * ``list``: ``[v0, v1, ...]``, the step is the position;
+    * ``dict``: ``{step: value}``;
+    * ``history``: ``[{"step": s, "value": v, "timestamp": ms}, ...]`` (timestamp
+      optional on save).
+
+    Examples:
+        ```yaml
+        loss_history:
+          type: kedroflow.MlflowMetricHistoryDataset
+          key: loss
+          save_args:
+            mode: dict
+          load_args:
+            mode: list
+        ```
+
+        >>> import mlflow
+        >>> from kedroflow.io import MlflowMetricHistoryDataset
+        >>> mlflow.set_tracking_uri(tracking_uri)
+        >>> run = mlflow.start_run()
+        >>> dataset = MlflowMetricHistoryDataset(key="loss", save_args={"mode": "dict"})
+        >>> dataset.save({0: 1.0, 5: 0.5, 10: 0.25})
+        >>> dataset.load()
+        [1.0, 0.5, 0.25]
+        >>> MlflowMetricHistoryDataset(key="loss", load_args={"mode": "dict"}).load()
+        {0: 1.0, 5: 0.5, 10: 0.25}
+        >>> mlflow.end_run()
+    """
+
+    MODES: ClassVar[tuple[str, ...]] = ("list", "dict", "history")
+
+    def __init__(
+        self,
+        *,
+        key: str | None = None,
+        run_id: str | None = None,
+        load_args: dict[str, Any] | None = None,
+        save_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Create a metric history dataset.
+
+        Args:
+            key: The metric key; defaults to the catalog entry name.
+            run_id: Read from / log to this run instead of the current one.
+            load_args: ``mode``: ``list`` (default), ``dict`` or ``history``.
+            save_args: ``mode``: ``list`` (default), ``dict`` or ``history``.
+            metadata: Free-form metadata, ignored by kedroflow.
+        """
+        super().__init__(key=key, run_id=run_id, metadata=metadata)
+        self._load_args = {"mode": "list", **(load_args or {})}
+        self._save_args = {"mode": "list", **(save_args or {})}
+        for name, args in (
+            ("load_args", self._load_args),
+            ("save_args", self._save_args),
+        ):
+            if args["mode"] not in self.MODES or set(args) != {"mode"}:
+                raise MlflowDatasetError(
+                    f"MlflowMetricHistoryDataset {name} accept only `mode`, one of "
+                    f"{' | '.join(self.MODES)}; got {args}."
+                )
+
+    def load(self) -> list[float] | dict[int, float] | list[dict[str, Any]]:
+        run_id = self._run_for("load its metric history", self._run_id)
+        history = self._history(run_id, self.key)
+        mode = self._load_args["mode"]
+        if mode == "list":
+            return [m.value for m in history]
+        if mode == "dict":
+            return {m.step: m.value for m in history}
+        return [
+            {"step": m.step, "value": m.value, "timestamp": m.timestamp}
+            for m in history
+        ]
+
+    def save(self, data: Any) -> None:
+        if self._skip():
+            return
+        run_id = self._run_for("log its metric history", self._run_id)
+        self._log(run_id, self._metrics(data))
+
+    def _metrics(self, data: Any) -> list[Metric]:
+        key, now, mode = self.key, _now_ms(), self._save_args["mode"]
+        where = f"Dataset {self._label()} (save_args.mode: {mode})"
+        if mode == "list" and isinstance(data, list | tuple):
+            return [Metric(key, _value(v, where), now, i) for i, v in enumerate(data)]
+        if mode == "dict" and isinstance(data, Mapping):
+            return [Metric(key, _value(v, where), now, int(s)) for s, v in data.items()]
+        if mode == "history" and isinstance(data, list | tuple):
+            try:
+                return [
+                    Metric(
+                        key,
+                        _value(item["value"], where),
+                        int(item.get("timestamp") or now),
+                        int(item.get("step", i)),
+                    )
+                    for i, item in enumerate(data)
+                ]
+            except (KeyError, TypeError, AttributeError):
+                pass
+        expected = {
+            "list": "a list of numbers",
+            "dict": "a {step: value} dict",
+            "history": 'a list of {"step", "value"[, "timestamp"]} dicts',
+        }[mode]
+        raise MlflowDatasetError(
+            f"{where} expects {expected}; got {type(data).__name__}. Change the node's "
+            "output or `save_args.mode`."
+        )
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "key": self._key or self._catalog_name,
+            "run_id": self._run_id,
+            "load_args": self._load_args,
+            "save_args": self._save_args,
+        }
+
+
+class MlflowMetricsHistoryDataset(_MetricBase):
+    """``MlflowMetricsHistoryDataset`` logs many metrics, with their steps, in one request.
+
+    It saves ``{name: float}``, ``{name: {"value": v, "step": s}}`` or
+    ``{name: [{"value": v, "step": s}, ...]}``. Keys are ``<prefix>.<name>``; the
+    prefix defaults to the catalog entry name (``prefix: ""`` for none). Loading returns
+    ``{name: {"value", "step"}}``, or a list of them for metrics with several steps.
+
+    Examples:
+        ```yaml
+        scores:
+          type: kedroflow.MlflowMetricsHistoryDataset
+          prefix: eval          # metrics eval.auc, eval.f1
+        ```
+
+        >>> import mlflow
+        >>> from kedroflow.io import MlflowMetricsHistoryDataset
+        >>> mlflow.set_tracking_uri(tracking_uri)
+        >>> run = mlflow.start_run()
+        >>> dataset = MlflowMetricsHistoryDataset(prefix="eval")
+        >>> dataset.save({"auc": 0.9, "f1": [{"value": 0.7, "step": 0}, {"value": 0.8, "step": 1}]})
+        >>> sorted(mlflow.get_run(run.info.run_id).data.metrics)
+        ['eval.auc', 'eval.f1']
+        >>> dataset.load()["auc"]
+        {'value': 0.9, 'step': 0}
+        >>> mlflow.end_run()
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str | None = None,
+        prefix: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Create a dataset of several metric histories.
+
+        Args:
+            run_id: Read from / log to this run instead of the current one.
+            prefix: Key prefix; defaults to the catalog entry name, ``""`` for none.
+            metadata: Free-form metadata, ignored by kedroflow.
+        """
+        super().__init__(key=None, run_id=run_id, metadata=metadata)
+        self._prefix = prefix
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix: ``prefix:`` from the catalog, else the entry name, else ''."""
+        if self._prefix is not None:
+            return self._prefix
+        return self._catalog_name or ""
+
+    def _full_key(self, name: str) -> str:
+        return tracking.sanitize_key(f"{self.prefix}.{name}" if self.prefix else name)
+
+    def load(self) -> dict[str, Any]:
+        run_id = self._run_for("load its metrics", self._run_id)
+        try:
+            keys = tracking.client().get_run(run_id).data.metrics
+        except MlflowException as error:
+            raise self._mlflow_error(error, "load its metrics", run_id) from error
+        start = f"{self.prefix}." if self.prefix else ""
+        out: dict[str, Any] = {}
+        for key in sorted(k for k in keys if k.startswith(start)):
+            points = [
+                {"value": m.value, "step": m.step} for m in self._history(run_id, key)
+            ]
+            out[key[len(start) :]] = points[0] if len(points) == 1 else points
+        return out
+
+    def save(self, data: Mapping[str, Any]) -> None:
+        if self._skip():
+            return
+        run_id = self._run_for("log its metrics", self._run_id)
+        if not isinstance(data, Mapping):
+            raise MlflowDatasetError(
+                f"Dataset {self._label()} expects a dict of metrics, got "
+                f"{type(data).__name__}."
+            )
+        now, metrics = _now_ms(), []
+        for name, item in data.items():
+            key, where = self._full_key(str(name)), f"Dataset {self._label()}, '{name}'"
+            points = item if isinstance(item, list | tuple) else [item]
+            for point in points:
+                if isinstance(point, Mapping):
+                    if "value" not in point:
+                        raise MlflowDatasetError(
+                            f"{where}: a metric dict needs a 'value' (and optional "
+                            f"'step', 'timestamp'); got {dict(point)}."
+                        )
+                    metrics.append(
+                        Metric(
+                            key,
+                            _value(point["value"], where),
+                            int(point.get("timestamp") or now),
+                            int(point.get("step", 0)),
+                        )
+                    )
+                else:
+                    metrics.append(Metric(key, _value(point, where), now, 0))
+        self._log(run_id, metrics)
+
+    def _exists(self) -> bool:
+        run_id = self._run_id or tracking.current_run_id()
+        if run_id is None:
+            return False
+        start = f"{self.prefix}." if self.prefix else ""
+        try:
+            metrics = tracking.client().get_run(run_id).data.metrics
+        except MlflowException:
+            return False
+        return any(key.startswith(start) for key in metrics)
+
+    def _describe(self) -> dict[str, Any]:
+        return {"prefix": self._prefix, "run_id": self._run_id}

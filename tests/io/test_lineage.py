@@ -1,0 +1,90 @@
+"""Dataset-input lineage: the inputs a run read, recorded on the MLflow run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from kedro.io import DataCatalog
+
+from kedroflow.io import log_dataset_inputs
+from kedroflow.io.lineage import CONTENT_HASH_LIMIT, file_digest
+
+
+def inputs_of(client: Any, run_id: str) -> dict[str, Any]:
+    run = client.get_run(run_id)
+    return {i.dataset.name: i for i in run.inputs.dataset_inputs}
+
+
+class TestInputsThroughKedroRun:
+    def test_run_inputs_list_the_datasets_it_read(self, tracked_run: Any) -> None:
+        inputs = inputs_of(tracked_run.client, tracked_run.run.info.run_id)
+        assert sorted(inputs) == ["raw", "reference"]  # params:C is not a dataset
+        raw = inputs["raw"].dataset
+        expected = (tracked_run.project.path / "data" / "raw.csv").as_posix()
+        assert json.loads(raw.source) == {"uri": expected}
+        assert raw.source_type == "local"
+        columns = json.loads(raw.schema)["mlflow_colspec"]
+        assert [c["name"] for c in columns] == ["x1", "x2", "y"]
+        profile = json.loads(raw.profile)
+        assert profile["digest"] == "content-sha256"
+        assert profile["kedro_type"].endswith("CSVDataset")
+        assert [(t.key, t.value) for t in inputs["raw"].tags] == [
+            ("mlflow.data.context", "input")
+        ]
+
+
+class TestLogDatasetInputs:
+    def test_versioned_parquet_and_skipped_entries(
+        self, run_id: str, tmp_path: Path
+    ) -> None:
+        catalog = DataCatalog.from_config(
+            {
+                "table": {
+                    "type": "pandas.ParquetDataset",
+                    "filepath": str(tmp_path / "t.parquet"),
+                    "versioned": True,
+                },
+                "remote": {"type": "pandas.CSVDataset", "filepath": "memory://b/r.csv"},
+            },
+            save_version="2026-01-01T00.00.00.000Z",
+        )
+        catalog.save("table", pd.DataFrame({"a": [1.5], "b": ["x"]}))
+        catalog["in_memory"] = 3
+        log_dataset_inputs(
+            catalog, ["table", "remote", "in_memory", "params:x", "missing"], run_id
+        )
+        inputs = inputs_of(mlflow.MlflowClient(), run_id)
+        assert sorted(inputs) == ["remote", "table"]
+        table = inputs["table"].dataset
+        uri = json.loads(table.source)["uri"]
+        assert uri.endswith("t.parquet/2026-01-01T00.00.00.000Z/t.parquet")
+        schema = json.loads(table.schema)["mlflow_colspec"]
+        assert [(c["name"], c["type"]) for c in schema] == [
+            ("a", "double"),
+            ("b", "string"),
+        ]
+        remote = inputs["remote"].dataset
+        assert remote.source_type == "memory"  # remote: recorded, never read
+        assert json.loads(remote.source)["uri"].startswith("memory://")
+
+    def test_large_files_are_not_read(self, tmp_path: Path) -> None:
+        big = tmp_path / "big.bin"
+        with big.open("wb") as handle:
+            handle.truncate(CONTENT_HASH_LIMIT + 1)  # sparse: costs no disk
+        digest, stats = file_digest(big)
+        assert stats == {"size_bytes": CONTENT_HASH_LIMIT + 1, "digest": "size-mtime"}
+        os.utime(big, ns=(0, 10**9))
+        assert file_digest(big)[0] != digest  # a new mtime is a new digest
+
+    def test_folder_digest_changes_with_its_files(self, tmp_path: Path) -> None:
+        (tmp_path / "d").mkdir()
+        (tmp_path / "d" / "a.txt").write_text("a")
+        before, stats = file_digest(tmp_path / "d")
+        assert stats["files"] == 1
+        (tmp_path / "d" / "b.txt").write_text("b")
+        assert file_digest(tmp_path / "d")[0] != before

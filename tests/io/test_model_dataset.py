@@ -1,0 +1,156 @@
+"""Model datasets through ``KedroSession.run`` (3 runners) and directly."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from kedro.io import Version
+from mlflow.entities import LoggedModelStatus
+from sklearn.dummy import DummyClassifier
+
+from kedroflow import tracking
+from kedroflow.errors import MlflowDatasetError
+from kedroflow.io import (
+    MlflowModelLocalFileSystemDataset,
+    MlflowModelRegistryDataset,
+    MlflowModelTrackingDataset,
+)
+
+SAVE_ARGS = {"pip_requirements": ["scikit-learn"]}
+
+
+def model() -> DummyClassifier:
+    return DummyClassifier(strategy="constant", constant=1).fit([[0], [1]], [0, 1])
+
+
+class TestModelsThroughKedroRun:
+    def test_logged_models_are_linked_to_the_one_run(self, tracked_run: Any) -> None:
+        run_id = tracked_run.run.info.run_id
+        client = tracked_run.client
+        outputs = client.get_run(run_id).outputs.model_outputs
+        models = [client.get_logged_model(o.model_id) for o in outputs]
+        assert sorted(m.name for m in models) == ["classifier", "fake-classifier"]
+        assert {m.source_run_id for m in models} == {run_id}
+        assert {m.status for m in models} == {LoggedModelStatus.READY}
+        assert models[0].params == {"C": "2.0"}  # the run's params, copied by MLflow
+
+    def test_registry_save_registers_and_sets_the_alias(self, tracked_run: Any) -> None:
+        version = tracked_run.client.get_model_version_by_alias(
+            "fake-classifier", "champion"
+        )
+        assert version.run_id == tracked_run.run.info.run_id
+
+    def test_local_model_folder_is_versioned(self, tracked_run: Any) -> None:
+        versions = list((tracked_run.project.path / "data" / "model_folder").iterdir())
+        assert len(versions) == 1
+        assert (versions[0] / "model_folder" / "MLmodel").exists()
+
+
+class TestMlflowModelTrackingDataset:
+    def test_a_worker_thread_links_the_model_to_the_run(
+        self, run_id: str, monkeypatch: Any
+    ) -> None:
+        # as in a kedro run: the run is known to kedroflow, not active in the thread
+        monkeypatch.setenv(tracking.RUN_ID_ENV_VAR, run_id)
+        dataset = MlflowModelTrackingDataset(
+            flavor="mlflow.sklearn", save_args={**SAVE_ARGS, "name": "clf"}
+        )
+        with ThreadPoolExecutor(1) as pool:  # no active run in that thread
+            pool.submit(dataset.save, model()).result()
+        logged = mlflow.get_logged_model(str(dataset.model_id))
+        assert logged.source_run_id == run_id
+        assert logged.name == "clf"
+        outputs = mlflow.MlflowClient().get_run(run_id).outputs.model_outputs
+        assert [o.model_id for o in outputs] == [dataset.model_id]
+        assert dataset.load().predict([[5]]).tolist() == [1]
+
+    def test_load_a_given_uri_and_refuse_to_save(self, run_id: str) -> None:
+        saver = MlflowModelTrackingDataset(flavor="mlflow.sklearn", save_args=SAVE_ARGS)
+        saver.save(model())
+        loader = MlflowModelTrackingDataset(
+            flavor="mlflow.pyfunc",
+            pyfunc_workflow="python_model",
+            load_args={"model_uri": f"models:/{saver.model_id}"},
+        )
+        assert loader.load().predict([[5]]).tolist() == [1]
+        with pytest.raises(MlflowDatasetError, match=r"remove `load_args\.model_uri`"):
+            loader.save(model())
+
+    def test_nothing_to_load(self) -> None:
+        dataset = MlflowModelTrackingDataset(flavor="mlflow.sklearn")
+        with pytest.raises(MlflowDatasetError, match="has no model to load"):
+            dataset.load()
+
+    def test_tracking_off(self, run_id: str) -> None:
+        tracking.set_disabled(True)
+        dataset = MlflowModelTrackingDataset(flavor="mlflow.sklearn")
+        dataset.save(model())
+        assert dataset.model_id is None
+
+    def test_no_run(self, tracking_uri: str) -> None:
+        mlflow.set_tracking_uri(tracking_uri)
+        dataset = MlflowModelTrackingDataset(flavor="mlflow.sklearn")
+        with pytest.raises(MlflowDatasetError, match="cannot log its model: no MLflow"):
+            dataset.save(model())
+
+    def test_bad_flavor(self) -> None:
+        with pytest.raises(
+            MlflowDatasetError, match=r"'mlflow\.nope' cannot be imported"
+        ):
+            MlflowModelTrackingDataset(flavor="mlflow.nope")
+        with pytest.raises(MlflowDatasetError, match="'json' is not an MLflow flavor"):
+            MlflowModelTrackingDataset(flavor="json")
+
+    def test_pyfunc_needs_a_workflow(self) -> None:
+        with pytest.raises(MlflowDatasetError, match="pyfunc_workflow: python_model"):
+            MlflowModelTrackingDataset(flavor="mlflow.pyfunc")
+
+
+class TestMlflowModelRegistryDataset:
+    def test_load_by_version(self, run_id: str) -> None:
+        dataset = MlflowModelRegistryDataset(
+            model_name="reg", flavor="mlflow.sklearn", save_args=SAVE_ARGS
+        )
+        dataset.save(model())
+        by_version = MlflowModelRegistryDataset(
+            model_name="reg", stage_or_version=1, flavor="mlflow.sklearn"
+        )
+        assert by_version.load().predict([[0]]).tolist() == [1]
+        assert dataset.load().predict([[0]]).tolist() == [1]  # latest
+        with pytest.raises(MlflowDatasetError, match="cannot save: the registry"):
+            by_version.save(model())
+
+    def test_unknown_model(self, run_id: str) -> None:
+        dataset = MlflowModelRegistryDataset(model_name="ghost", alias="champion")
+        with pytest.raises(
+            MlflowDatasetError, match="cannot load models:/ghost@champion"
+        ):
+            dataset.load()
+
+    def test_alias_and_version_are_exclusive(self) -> None:
+        with pytest.raises(MlflowDatasetError, match="either `alias` or"):
+            MlflowModelRegistryDataset(model_name="m", alias="a", stage_or_version=1)
+
+
+class TestMlflowModelLocalFileSystemDataset:
+    def test_versioned_round_trip(self, tmp_path: Path) -> None:
+        dataset = MlflowModelLocalFileSystemDataset(
+            filepath=str(tmp_path / "m"),
+            flavor="mlflow.sklearn",
+            save_args=SAVE_ARGS,
+            version=Version(None, "2026-01-01T00.00.00.000Z"),
+        )
+        dataset.save(model())
+        assert (tmp_path / "m" / "2026-01-01T00.00.00.000Z" / "m" / "MLmodel").exists()
+        assert dataset.exists()
+        assert dataset.load().predict([[0]]).tolist() == [1]
+
+    def test_remote_path_is_refused(self) -> None:
+        with pytest.raises(MlflowDatasetError, match="must be local"):
+            MlflowModelLocalFileSystemDataset(
+                filepath="s3://b/m", flavor="mlflow.sklearn"
+            )
