@@ -446,7 +446,7 @@ def _register_header_provider(config: KedroflowConfig, context: Any) -> None:
     kwargs = dict(provider.init_kwargs)
     if provider.pass_context:
         kwargs["kedro_context"] = context
-    registry.register(functools.partial(cls, **kwargs))
+    registry.register(functools.partial(cls, **kwargs))  # type: ignore[no-untyped-call]
     _REGISTERED_PROVIDERS.add(key)
 
 
