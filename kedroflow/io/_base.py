@@ -88,6 +88,18 @@ class MlflowBaseDataset(AbstractDataset[_DI, _DO]):
         )
 
 
+def mapping_arg(value: Any, name: str, owner: str) -> dict[str, Any]:
+    """``value`` (``load_args``, ``save_args``...) as a dict, or a clear error."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MlflowDatasetError(
+            f"{owner}: `{name}` must be a mapping of option: value, got "
+            f"{type(value).__name__} {value!r}."
+        )
+    return dict(value)
+
+
 def metadata_or_empty(metadata: dict[str, Any] | None) -> dict[str, Any]:
     """A copy of the user's ``metadata`` (never None)."""
     return dict(metadata or {})

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 
 from kedroflow import tracking
 from kedroflow.errors import MlflowDatasetError
-from kedroflow.io._base import MlflowBaseDataset
+from kedroflow.io._base import MlflowBaseDataset, mapping_arg
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +142,15 @@ class MlflowMetricDataset(_MetricBase):
             metadata: Free-form metadata, ignored by kedroflow.
         """
         super().__init__(key=key, run_id=run_id, metadata=metadata)
-        self._load_args = dict(load_args or {})
-        self._save_args = {"mode": "overwrite", **(save_args or {})}
+        self._load_args = mapping_arg(load_args, "load_args", "MlflowMetricDataset")
+        if set(self._load_args) - {"step"}:
+            raise MlflowDatasetError(
+                f"MlflowMetricDataset load_args accept only `step`; got {self._load_args}."
+            )
+        self._save_args = {
+            "mode": "overwrite",
+            **mapping_arg(save_args, "save_args", "MlflowMetricDataset"),
+        }
         unknown = set(self._save_args) - {"mode", "step"}
         if unknown or self._save_args["mode"] not in self.MODES:
             raise MlflowDatasetError(

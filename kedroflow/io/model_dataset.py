@@ -26,6 +26,7 @@ from kedroflow.io._base import (
     MlflowBaseDataset,
     check_workflow,
     load_flavor,
+    mapping_arg,
     model_args,
 )
 
@@ -149,8 +150,8 @@ class MlflowModelTrackingDataset(_LoggingModelDataset):
         load_flavor(flavor, ("log_model", "load_model"), owner)
         self._flavor_name = flavor
         self._workflow = check_workflow(flavor, pyfunc_workflow, owner)
-        self._load_args = dict(load_args or {})
-        self._save_args = dict(save_args or {})
+        self._load_args = mapping_arg(load_args, "load_args", type(self).__name__)
+        self._save_args = mapping_arg(save_args, "save_args", type(self).__name__)
         self._model_uri: str | None = None
         self._model_id: str | None = None
         self.metadata = metadata
@@ -270,8 +271,8 @@ class MlflowModelRegistryDataset(_LoggingModelDataset):
         self._alias = alias
         self._flavor_name = flavor
         self._workflow = check_workflow(flavor, pyfunc_workflow, owner)
-        self._load_args = dict(load_args or {})
-        self._save_args = dict(save_args or {})
+        self._load_args = mapping_arg(load_args, "load_args", type(self).__name__)
+        self._save_args = mapping_arg(save_args, "save_args", type(self).__name__)
         self.metadata = metadata
 
     @property
@@ -383,8 +384,8 @@ class MlflowModelLocalFileSystemDataset(AbstractVersionedDataset[Any, Any]):
         )
         self._flavor_name = flavor
         self._workflow = check_workflow(flavor, pyfunc_workflow, owner)
-        self._load_args = dict(load_args or {})
-        self._save_args = dict(save_args or {})
+        self._load_args = mapping_arg(load_args, "load_args", type(self).__name__)
+        self._save_args = mapping_arg(save_args, "save_args", type(self).__name__)
         self.metadata = metadata
 
     def load(self) -> Any:

@@ -11,7 +11,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from kedroflow import tracking
+from kedroflow.config import TRACKING_OFF_ENV
 from kedroflow.errors import MlflowDatasetError
 from kedroflow.io import MlflowArtifactDataset
 
@@ -82,9 +82,9 @@ class TestMlflowArtifactDataset:
         assert copy.artifact_name() == "t/df.csv"
 
     def test_tracking_off_saves_locally_only(
-        self, run_id: str, csv_config: dict[str, Any]
+        self, run_id: str, csv_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        tracking.set_disabled(True)
+        monkeypatch.setenv(TRACKING_OFF_ENV, "1")
         MlflowArtifactDataset(dataset=csv_config).save(DF)
         assert Path(csv_config["filepath"]).exists()
         assert mlflow.MlflowClient().list_artifacts(run_id) == []

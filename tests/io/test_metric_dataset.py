@@ -8,7 +8,7 @@ import mlflow
 import pytest
 from kedro.io import DataCatalog
 
-from kedroflow import tracking
+from kedroflow.config import TRACKING_OFF_ENV
 from kedroflow.errors import MlflowDatasetError
 from kedroflow.io import (
     MlflowMetricDataset,
@@ -108,8 +108,10 @@ class TestMlflowMetricDataset:
         with pytest.raises(MlflowDatasetError, match="accept `mode` \\(overwrite"):
             MlflowMetricDataset(key="m", save_args={"mode": "replace"})
 
-    def test_tracking_off_is_a_no_op(self, run_id: str) -> None:
-        tracking.set_disabled(True)
+    def test_tracking_off_is_a_no_op(
+        self, run_id: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv(TRACKING_OFF_ENV, "1")
         MlflowMetricDataset(key="m").save(1.0)
         assert mlflow.get_run(run_id).data.metrics == {}
 

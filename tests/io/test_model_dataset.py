@@ -13,6 +13,7 @@ from mlflow.entities import LoggedModelStatus
 from sklearn.dummy import DummyClassifier
 
 from kedroflow import tracking
+from kedroflow.config import TRACKING_OFF_ENV
 from kedroflow.errors import MlflowDatasetError
 from kedroflow.io import (
     MlflowModelLocalFileSystemDataset,
@@ -85,8 +86,8 @@ class TestMlflowModelTrackingDataset:
         with pytest.raises(MlflowDatasetError, match="has no model to load"):
             dataset.load()
 
-    def test_tracking_off(self, run_id: str) -> None:
-        tracking.set_disabled(True)
+    def test_tracking_off(self, run_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv(TRACKING_OFF_ENV, "1")
         dataset = MlflowModelTrackingDataset(flavor="mlflow.sklearn")
         dataset.save(model())
         assert dataset.model_id is None
