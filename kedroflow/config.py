@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 #: Set to 1/true/yes to switch tracking off for one command, whatever mlflow.yml says.
 DISABLE_ENV_VAR = "KEDROFLOW_DISABLE_TRACKING"
+#: Set by the hook while a ``kedro run`` runs untracked (inherited by worker processes).
+TRACKING_OFF_ENV = "_KEDROFLOW_TRACKING_OFF"
 #: The embedded default store, relative to the project root.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 #: Where runs go when the server is unreachable and ``on_tracking_error: continue``.

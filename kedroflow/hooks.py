@@ -10,6 +10,7 @@ Opt out with ``DISABLE_HOOKS_FOR_PLUGINS = ("kedroflow",)`` in ``settings.py``.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from kedro.framework.hooks import hook_impl
 
 from kedroflow import __version__
 from kedroflow.config import (
+    TRACKING_OFF_ENV,
     KedroflowConfig,
     load_config,
     register_resolvers,
@@ -58,36 +60,32 @@ class MlflowHook:
         config, context = self._config, self._context
         if config is None or context is None:
             return  # a runner used outside a KedroSession: nothing to track
-        from kedroflow import io, tracking
-
-        run_params = tracking.normalize_run_params(run_params)
-        names = list(run_params["pipeline_names"] or ["__default__"])
-
+        names = _pipeline_names(run_params)
         if tracking_disabled_by_env() or config.is_pipeline_disabled(names):
+            # decided before importing MLflow: an untracked run never loads it
             logger.info(
                 "kedroflow: tracking is off for pipeline(s) %s", "+".join(names)
             )
-            tracking.set_disabled(True)
+            os.environ[TRACKING_OFF_ENV] = "1"
             return
+        from kedroflow import io, tracking
+
+        run_params = tracking.normalize_run_params(run_params)
         project_path = Path(context.project_path)
-        credentials = _credentials(context) if config.server.credentials else None
-        tags = _run_tags(config, run_params, context, project_path)
-        run_name = config.tracking.run.name or "+".join(names)
+        git_tags, diff = tracking.git_info(project_path)
+        tags = {**git_tags, **_run_tags(config, run_params, context, project_path)}
         run_id = tracking.start_run(
             config,
             project_path=project_path,
-            run_name=run_name,
+            run_name=config.tracking.run.name or "+".join(names),
             tags=tags,
-            credentials=credentials,
+            credentials=_credentials(context),
             context=context,
         )
         self._tracked.add(str(run_params.get("run_id")))
         try:
             params = _consumed_params(pipeline, catalog, run_params)
             tracking.log_params(params, config.tracking.params, run_id)
-            git_tags, diff = tracking.git_info(project_path)
-            if git_tags:
-                tracking.log_tags(git_tags, run_id)
             if diff:
                 tracking.log_text(diff, "git/uncommitted.diff", run_id)
             io.bind_catalog_names(catalog, pipeline.datasets())
@@ -105,11 +103,11 @@ class MlflowHook:
     def after_pipeline_run(
         self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
     ) -> None:
+        if not self._owns(run_params):
+            os.environ.pop(TRACKING_OFF_ENV, None)
+            return
         from kedroflow import tracking
 
-        if not self._owns(run_params):
-            tracking.set_disabled(False)
-            return
         try:
             self._log_run_outputs(run_params, pipeline, catalog)
         except BaseException as error:
@@ -121,12 +119,12 @@ class MlflowHook:
     def on_pipeline_error(
         self, error: Exception, run_params: dict[str, Any], pipeline: Pipeline
     ) -> None:
-        from kedroflow import tracking
-
         if self._owns(run_params):
+            from kedroflow import tracking
+
             tracking.end_run("FAILED", error)
         else:
-            tracking.set_disabled(False)
+            os.environ.pop(TRACKING_OFF_ENV, None)
 
     def _owns(self, run_params: dict[str, Any]) -> bool:
         key = str(run_params.get("run_id") or run_params.get("session_id"))
@@ -148,6 +146,14 @@ class MlflowHook:
         from kedroflow.model import log_training_model
 
         log_training_model(run_params, pipeline, catalog, run_id)
+
+
+def _pipeline_names(run_params: dict[str, Any]) -> list[str]:
+    """Selected pipelines on every Kedro 1.x (``pipeline_name`` before 1.2)."""
+    names = run_params.get("pipeline_names")
+    if names is None and run_params.get("pipeline_name"):
+        names = [run_params["pipeline_name"]]
+    return list(names or ["__default__"])
 
 
 def _package_name() -> str | None:
@@ -196,7 +202,7 @@ def _run_tags(
 
     from kedroflow import tracking
 
-    names = list(run_params["pipeline_names"] or ["__default__"])
+    names = _pipeline_names(run_params)
     env = run_params.get("env") or context.env
     tags: dict[str, Any] = {
         "kedro.pipeline": "+".join(names),

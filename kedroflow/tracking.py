@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils import validation as mlflow_limits
 
+from kedroflow.config import TRACKING_OFF_ENV
 from kedroflow.errors import TrackingError
 
 if TYPE_CHECKING:
@@ -55,7 +56,6 @@ class _OpenRun:
 @dataclass
 class _State:
     run: _OpenRun | None = None
-    disabled: bool = False
     secrets: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -78,13 +78,12 @@ def current_run_id() -> str | None:
 
 
 def tracking_disabled() -> bool:
-    """True while a ``kedro run`` runs with tracking switched off: datasets do not log."""
-    return _STATE.disabled
+    """True while a ``kedro run`` runs with tracking switched off: datasets do not log.
 
-
-def set_disabled(disabled: bool) -> None:
-    """Mark the current ``kedro run`` as untracked (no call to MLflow at all)."""
-    _STATE.disabled = disabled
+    Read from the environment too, so that ParallelRunner workers (forked or spawned)
+    and runs switched off before kedroflow.tracking was imported see it.
+    """
+    return bool(os.environ.get(TRACKING_OFF_ENV))
 
 
 @functools.lru_cache(maxsize=8)
@@ -120,7 +119,7 @@ def start_run(
                 _STATE.run.run_id,
             )
             _close(RunStatus.to_string(RunStatus.KILLED))
-        _STATE.disabled = False
+        os.environ.pop(TRACKING_OFF_ENV, None)
         _STATE.secrets = set(_secret_values(credentials or {}))
         saved_env = _apply_environment(config, project_path, credentials, context)
         try:
@@ -195,7 +194,7 @@ def reset() -> None:
         if _STATE.run is not None:
             _restore_env(_STATE.run.saved_env)
         _STATE.run = None
-        _STATE.disabled = False
+        os.environ.pop(TRACKING_OFF_ENV, None)
         _STATE.secrets = set()
         os.environ.pop(RUN_ID_ENV_VAR, None)
 
@@ -465,11 +464,20 @@ def _experiment_id(config: KedroflowConfig, project_path: Path) -> str:
             database = Path(uri[len("sqlite:///") :])
             name = sanitize_key(experiment.name).replace("/", "_")
             location = (database.parent / "mlartifacts" / name).as_uri()
-        return str(
-            mlflow_client.create_experiment(
-                experiment.name, artifact_location=location, tags=kwargs.tags
+        try:
+            return str(
+                mlflow_client.create_experiment(
+                    experiment.name, artifact_location=location, tags=kwargs.tags
+                )
             )
-        )
+        except MlflowException as exc:
+            # another process (a parallel `kedro run`) created it first
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            found = mlflow_client.get_experiment_by_name(experiment.name)
+            if found is None:
+                raise
+
     if found.lifecycle_stage == "deleted":
         if not experiment.restore_if_deleted:
             raise TrackingError(
