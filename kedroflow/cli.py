@@ -137,6 +137,153 @@ def sync(metadata: ProjectMetadata, env: str) -> None:
     click.echo(f"{len(synced)} run(s) uploaded to {target}.")
 
 
+@mlflow_commands.command(name="modelify")
+@click.option(
+    "--pipeline",
+    "-p",
+    "pipeline_name",
+    required=True,
+    help="Registered pipeline to log as a model (its inference part).",
+)
+@click.option(
+    "--input-name",
+    "-i",
+    required=True,
+    help="Pipeline input fed with the data given to predict().",
+)
+@click.option(
+    "--output-name",
+    default=None,
+    help="Output returned by predict() (needed if there are several).",
+)
+@click.option("--env", "-e", default=DEFAULT_ENV, show_default=True, help=ENV_HELP)
+@click.option(
+    "--model-name", default="model", show_default=True, help="Name of the logged model."
+)
+@click.option("--run-id", default=None, help="Link the model to this MLflow run.")
+@click.option(
+    "--registered-model-name",
+    default=None,
+    help="Register a new version of this registered model.",
+)
+@click.option(
+    "--alias",
+    default=None,
+    help="Point this alias (e.g. champion) at the registered version.",
+)
+@click.option(
+    "--infer-signature",
+    is_flag=True,
+    help="Infer the signature from a sample of the input dataset.",
+)
+@click.option(
+    "--infer-input-example",
+    is_flag=True,
+    help="Store the first rows of the input dataset as input example.",
+)
+@click.option(
+    "--copy-mode",
+    default="assign",
+    show_default=True,
+    type=click.Choice(["assign", "copy", "deepcopy"]),
+    help="How artifacts are passed to the nodes on each call.",
+)
+@click.option(
+    "--code-paths",
+    multiple=True,
+    help="Extra code to store with the model (the project package always is).",
+)
+@click.option(
+    "--pip-requirements",
+    default=None,
+    help="requirements.txt path or comma-separated pins (default: pinned "
+    "from this environment).",
+)
+@click.option(
+    "--extra-pip-requirements",
+    default=None,
+    help="requirements.txt path or comma-separated pins added to the defaults.",
+)
+@click.pass_obj
+def modelify(  # noqa: PLR0917
+    metadata: ProjectMetadata,
+    pipeline_name: str,
+    input_name: str,
+    output_name: str | None,
+    env: str,
+    model_name: str,
+    run_id: str | None,
+    registered_model_name: str | None,
+    alias: str | None,
+    infer_signature: bool,
+    infer_input_example: bool,
+    copy_mode: str,
+    code_paths: tuple[str, ...],
+    pip_requirements: str | None,
+    extra_pip_requirements: str | None,
+) -> None:
+    """Log any registered pipeline as an MLflow model, from the stored artifacts."""
+    if alias and not registered_model_name:
+        raise KedroflowCliError("--alias needs --registered-model-name.")
+    config = _load_project_config(metadata, env)
+    import mlflow
+    from kedro.framework.project import pipelines
+    from kedro.framework.session import KedroSession
+
+    from kedroflow.errors import KedroflowError
+    from kedroflow.model import log_pipeline_model
+
+    if pipeline_name not in pipelines:
+        raise KedroflowCliError(
+            f"No pipeline '{pipeline_name}'; registered: {', '.join(sorted(pipelines))}."
+        )
+    pipeline = pipelines[pipeline_name]
+    pipeline = getattr(pipeline, "inference", pipeline)
+    if input_name not in pipeline.inputs():
+        raise KedroflowCliError(
+            f"--input-name '{input_name}' is not an input of pipeline "
+            f"'{pipeline_name}'; its inputs are {sorted(pipeline.inputs())}."
+        )
+    mlflow.set_tracking_uri(config.tracking_uri(metadata.project_path))
+    registry = config.registry_uri(metadata.project_path)
+    if registry:
+        mlflow.set_registry_uri(registry)
+    if run_id:
+        run = mlflow.MlflowClient().get_run(run_id)
+        mlflow.set_experiment(experiment_id=run.info.experiment_id)
+    else:
+        mlflow.set_experiment(config.tracking.experiment.name)
+    kwargs: dict[str, Any] = {
+        "name": model_name,
+        "signature": "auto" if infer_signature else None,
+        "input_example": "auto" if infer_input_example else None,
+        "code_paths": list(code_paths) or None,
+        "registered_model_name": registered_model_name,
+        "registered_model_alias": alias,
+    }
+    for key, value in (("pip_requirements", pip_requirements),
+                       ("extra_pip_requirements", extra_pip_requirements)):  # fmt: skip
+        if value:
+            kwargs[key] = value if os.path.isfile(value) else value.split(",")
+    with KedroSession.create(project_path=metadata.project_path, env=env) as session:
+        catalog = session.load_context().catalog
+        try:
+            info = log_pipeline_model(
+                pipeline, catalog, input_name=input_name, output_name=output_name,
+                run_id=run_id, kpm_kwargs={"copy_mode": copy_mode},
+                log_model_kwargs={k: v for k, v in kwargs.items() if v is not None}
+                | {k: kwargs[k] for k in ("signature", "input_example")},
+                tags={"kedroflow.pipeline": pipeline_name},
+            )  # fmt: skip
+        except KedroflowError as exc:
+            raise KedroflowCliError(str(exc)) from None
+    click.echo(f"Model of pipeline '{pipeline_name}' logged: {info.model_uri}")
+    if info.registered_model_version:
+        click.echo(
+            f"Registered as {registered_model_name} v{info.registered_model_version}"
+        )
+
+
 def _load_project_config(metadata: ProjectMetadata, env: str) -> Any:
     from kedro.framework.project import settings
     from kedro.framework.startup import bootstrap_project

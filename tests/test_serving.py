@@ -1,0 +1,217 @@
+"""`mlflow models serve` / `mlflow models predict` on a model logged by `kedro run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from test_model import INSTANCES, setup_project
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+STARTUP_TIMEOUT = 120.0
+
+
+class _Project:
+    """Just enough of ``KedroProject`` to write the test project (module scope)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, relative: str, text: str) -> None:
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text).lstrip("\n"))
+
+    def write_pipelines(self, code: str) -> None:
+        self.write("src/fake_project/pipeline_registry.py", code)
+
+
+@dataclass
+class Served:
+    url: str
+    model_uri: str
+    env: dict[str, str]
+    root: Path
+
+
+def _env(tracking_uri: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        MLFLOW_TRACKING_URI=tracking_uri,
+        KEDRO_DISABLE_TELEMETRY="1",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        DO_NOT_TRACK="1",
+    )
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _post(url: str, body: bytes | str) -> tuple[int, Any]:
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(  # noqa: S310 (127.0.0.1 only)
+        url, data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, project_template: Path, migrated_db: Path
+) -> Iterator[Served]:
+    """A model logged by `kedro run --pipelines training`, served on 127.0.0.1."""
+    root = tmp_path_factory.mktemp("serving")
+    path = root / "fake-project"
+    shutil.copytree(project_template, path)
+    shutil.copy(migrated_db, path / "mlflow.db")
+    setup_project(_Project(path))
+    tracking_uri = f"sqlite:///{path / 'mlflow.db'}"
+    env = _env(tracking_uri)
+    subprocess.run(
+        [str(BIN / "kedro"), "run", "--pipelines", "training"], cwd=path, env=env,
+        check=True, capture_output=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    from mlflow.tracking import MlflowClient
+
+    (model,) = MlflowClient(tracking_uri).search_logged_models(
+        [
+            MlflowClient(tracking_uri)
+            .get_experiment_by_name("fake_project")
+            .experiment_id
+        ]
+    )
+    model_uri = f"models:/{model.model_id}"
+    port = _free_port()
+    log = (root / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN / "mlflow"), "models", "serve", "-m", model_uri,
+         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"mlflow models serve exited {process.returncode}:\n"
+                    + (root / "serve.log").read_text()[-4000:]
+                )
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("mlflow models serve did not answer /ping")
+            time.sleep(0.25)
+        yield Served(url, model_uri, env, root)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=15)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def expected(served: Served) -> pd.DataFrame:
+    """What the logged model predicts in Python, through `mlflow.pyfunc`."""
+    import mlflow
+
+    mlflow.set_tracking_uri(served.env["MLFLOW_TRACKING_URI"])
+    return mlflow.pyfunc.load_model(served.model_uri).predict(INSTANCES)
+
+
+class TestServe:
+    def test_dataframe_split(self, served: Served, expected: pd.DataFrame) -> None:
+        payload = {"dataframe_split": INSTANCES.to_dict(orient="split", index=False)}
+        status, body = _post(f"{served.url}/invocations", json.dumps(payload))
+        assert status == 200
+        preds = pd.DataFrame(body["predictions"])
+        pd.testing.assert_frame_equal(preds, expected, check_dtype=False)
+
+    def test_dataframe_records_and_params(
+        self, served: Served, expected: pd.DataFrame
+    ) -> None:
+        records = INSTANCES.head(3).to_dict(orient="records")
+        status, body = _post(
+            f"{served.url}/invocations", json.dumps({"dataframe_records": records})
+        )
+        assert status == 200
+        assert [p["pred"] for p in body["predictions"]] == expected["pred"][:3].tolist()
+        status, body = _post(
+            f"{served.url}/invocations",
+            json.dumps({"dataframe_records": records, "params": {"threshold": 0.0}}),
+        )
+        assert status == 200
+        assert [p["pred"] for p in body["predictions"]] == [1, 1, 1]
+
+    def test_missing_column_is_a_400_naming_it(self, served: Served) -> None:
+        records = INSTANCES[["x1", "color"]].head(2).to_dict(orient="records")
+        status, body = _post(
+            f"{served.url}/invocations", json.dumps({"dataframe_records": records})
+        )
+        assert status == 400
+        assert "x2" in body["message"]
+
+    def test_wrong_type_is_a_400(self, served: Served) -> None:
+        records = [{"x1": "abc", "x2": 1.0, "color": "red"}]
+        status, body = _post(
+            f"{served.url}/invocations", json.dumps({"dataframe_records": records})
+        )
+        assert status == 400
+        assert "x1" in body["message"]
+
+    def test_invalid_json_is_a_400(self, served: Served) -> None:
+        status, body = _post(f"{served.url}/invocations", "{not json")
+        assert status == 400
+        assert "JSON" in body["message"]
+
+
+class TestBatchPredict:
+    def test_mlflow_models_predict_on_a_csv(
+        self, served: Served, expected: pd.DataFrame
+    ) -> None:
+        source = served.root / "batch.csv"
+        target = served.root / "batch.json"
+        INSTANCES.to_csv(source, index=False)
+        subprocess.run(
+            [str(BIN / "mlflow"), "models", "predict", "-m", served.model_uri,
+             "-i", str(source), "-t", "csv", "-o", str(target),
+             "--env-manager", "local"],
+            cwd=served.root, env=served.env, check=True, capture_output=True,
+            timeout=300, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        preds = pd.DataFrame(json.loads(target.read_text())["predictions"])
+        pd.testing.assert_frame_equal(preds, expected, check_dtype=False)
