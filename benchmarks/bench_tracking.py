@@ -1,0 +1,559 @@
+"""What tracking with kedroflow costs a ``kedro run``: time, HTTP requests, CLI start-up.
+
+Run ``python benchmarks/bench_tracking.py [--quick]`` (about 4 minutes, 2 with
+``--quick``). The script:
+
+1. creates a Kedro project with ``kedro new`` in a tmp dir (a git repository, as real
+   projects are) whose pipelines ``n10``, ``n50`` (default) and ``n1000`` chain that many
+   cheap nodes and consume 300 nested parameters (30 groups of 5 dicts of 2 values);
+2. runs it in this process with ``KedroSession.create(...).run()``, interleaved, in
+   these modes, each once as a warm-up, then ``--reps`` times in rotating order:
+
+   * ``none``: no plugin, ``DISABLE_HOOKS_FOR_PLUGINS = ("kedroflow",)`` in settings.py;
+   * ``off``: kedroflow installed but ``KEDROFLOW_DISABLE_TRACKING=1``;
+   * ``sqlite``: kedroflow tracking to ``sqlite:///mlflow.db`` at the project root;
+   * ``server``: kedroflow tracking to a local ``mlflow server`` on 127.0.0.1, which the
+     script starts and stops (backend: PostgreSQL from ``.ci/postgres.sh`` when it is
+     available, else SQLite in the tmp dir; artifacts served by the server);
+
+3. counts the HTTP requests each server run sends (client side, by wrapping
+   ``requests.Session.request`` in this process) for 10, 50 and 1,000 nodes;
+4. times ``kedro --help`` inside the project with and without the plugin (see
+   :func:`time_kedro_help` for the method).
+
+Times are medians. Ratios are to the ``none`` run of the same node count. Kedro's
+logging is set to WARNING so that the baseline is not padded by console output.
+Targets (issue 2): requests per run <= 10 + ceil(P/100) whatever the node count; run
+time <= 3x ``none`` on SQLite and <= 5x against a local server; ``kedro --help``
+<= 1.15x without the plugin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _server import RequestCounter, mlflow_server
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = "bench"
+GROUPS, SUBGROUPS, LEAVES = 30, 5, 2
+N_PARAMS = GROUPS * SUBGROUPS * LEAVES
+NODE_COUNTS = (10, 50, 1000)
+MODES = ("none", "off", "sqlite", "server")
+
+SETTINGS = """
+import os
+
+# The benchmark switches the plugin off per run with BENCH_NO_PLUGIN=1 (and re-imports
+# this module), exactly as a user opts out of kedroflow's hooks.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedroflow",) if os.environ.get("BENCH_NO_PLUGIN") else ()
+"""
+
+REGISTRY = """
+from kedro.pipeline import Pipeline, node
+
+GROUPS = {groups}
+
+
+def step(*inputs):
+    return sum(len(x) if isinstance(x, dict) else x for x in inputs)
+
+
+def chain(n):
+    nodes = []
+    for i in range(n):
+        groups = sorted({{g for g in range(GROUPS) if g % n == i}} | {{i % GROUPS}})
+        params = [f"params:group_{{g:02d}}" for g in groups]
+        inputs = ([f"d{{i - 1}}"] if i else []) + params
+        nodes.append(node(step, inputs, f"d{{i}}", name=f"step_{{i:04d}}"))
+    return Pipeline(nodes)
+
+
+def register_pipelines():
+    pipelines = {{f"n{{n}}": chain(n) for n in {counts}}}
+    pipelines["__default__"] = pipelines["n50"]
+    return pipelines
+"""
+
+LOGGING = """
+version: 1
+disable_existing_loggers: false
+handlers:
+  console: {class: logging.StreamHandler, level: WARNING}
+root: {level: WARNING, handlers: [console]}
+"""
+
+HELP_RUNNER = """
+import importlib.metadata as md
+import sys
+from pathlib import Path
+
+# Both variants go through the same replacement of importlib.metadata.entry_points and
+# .distributions (how Kedro finds kedro.project_commands and pluggy finds hooks);
+# "without" hides kedroflow's distribution from them, as if it were not installed.
+HIDE = sys.argv.pop(1) == "without"
+_distributions = md.distributions
+
+
+def _name(dist):
+    # Same work in both variants: the name from the .dist-info folder, no METADATA parse.
+    path = Path(str(getattr(dist, "_path", "")))
+    return path.name.split("-")[0].removesuffix(".egg").lower().replace("_", "-")
+
+
+def distributions(**kwargs):
+    for dist in _distributions(**kwargs):
+        if not (_name(dist) == "kedroflow" and HIDE):
+            yield dist
+
+
+def entry_points(**params):
+    seen, found = set(), []
+    for dist in distributions():
+        name = _name(dist)
+        if name not in seen:
+            seen.add(name)
+            found.extend(dist.entry_points)
+    eps = md.EntryPoints(found)
+    return eps.select(**params) if params else eps
+
+
+md.entry_points, md.distributions = entry_points, distributions
+
+from kedro.framework.cli import main
+
+sys.argv[0] = "kedro"
+main()
+"""
+
+
+# ----------------------------------------------------------------------------- project
+
+
+def make_project(root: Path) -> Path:
+    """``kedro new`` + the benchmark pipelines, parameters, settings and git history."""
+    subprocess.run(
+        [str(BIN / "kedro"), "new", "--name", PACKAGE, "--tools", "none",
+         "--example", "n", "--telemetry", "no"],
+        cwd=root, check=True, capture_output=True, stdin=subprocess.DEVNULL, env=_env(),
+    )  # fmt: skip
+    project = root / PACKAGE
+    package = project / "src" / PACKAGE
+    (package / "settings.py").write_text(SETTINGS)
+    (package / "pipeline_registry.py").write_text(
+        REGISTRY.format(groups=GROUPS, counts=NODE_COUNTS)
+    )
+    import yaml
+
+    params = {
+        f"group_{g:02d}": {
+            f"s{s}": {"lr": round(0.001 * (g + s + 1), 6), "name": f"value-{g}-{s}"}
+            for s in range(SUBGROUPS)
+        }
+        for g in range(GROUPS)
+    }
+    (project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(params))
+    (project / "conf" / "logging.yml").write_text(LOGGING)
+    (project / "help_runner.py").write_text(HELP_RUNNER)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "bench"]):
+        subprocess.run([*git, *args], cwd=project, check=True, capture_output=True)
+    return project
+
+
+def write_env(project: Path, env: str, tracking_uri: str) -> None:
+    """A Kedro env whose ``mlflow.yml`` points at ``tracking_uri``."""
+    folder = project / "conf" / env
+    folder.mkdir(exist_ok=True)
+    (folder / "mlflow.yml").write_text(
+        f"server:\n  mlflow_tracking_uri: {tracking_uri}\n"
+        f"tracking:\n  experiment:\n    name: {PACKAGE}\n"
+        # One MLflow parameter per leaf: the 300 parameters of the scenario.
+        "  params:\n    dict_params:\n      flatten: true\n      recursive: true\n"
+    )
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+class Runner:
+    """Runs the project in this process in one of the benchmark modes.
+
+    Counts what each run costs the tracking store: HTTP requests to the server (by
+    endpoint) and committed SQL transactions on SQLite (each is a disk sync).
+    """
+
+    def __init__(self, project: Path, server_url: str | None) -> None:
+        self.project = project
+        self.counter = RequestCounter(server_url) if server_url else None
+        self.commits = 0
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.listen(Engine, "commit", self._on_commit)
+
+    def _on_commit(self, *_: Any) -> None:
+        self.commits += 1
+
+    def run(self, mode: str, nodes: int) -> tuple[float, int | None, dict[str, int]]:
+        """One ``KedroSession.create(...).run()``: seconds, store calls, by endpoint.
+
+        Store calls are HTTP requests in ``server`` mode, SQL commits otherwise.
+        """
+        from kedro.framework.session import KedroSession
+        from kedro.framework.startup import bootstrap_project
+
+        os.environ.pop("BENCH_NO_PLUGIN", None)
+        os.environ.pop("KEDROFLOW_DISABLE_TRACKING", None)
+        if mode == "none":
+            os.environ["BENCH_NO_PLUGIN"] = "1"
+        elif mode == "off":
+            os.environ["KEDROFLOW_DISABLE_TRACKING"] = "1"
+        env = "server" if mode == "server" else "sqlite"
+        sys.modules.pop(f"{PACKAGE}.settings", None)  # settings.py is read anew
+        bootstrap_project(self.project)
+        counter = self.counter if mode == "server" else None
+        if counter is not None:
+            counter.reset()
+            counter.__enter__()
+        self.commits = 0
+        try:
+            start = time.perf_counter()
+            with KedroSession.create(project_path=self.project, env=env) as session:
+                session.run(pipeline_names=[f"n{nodes}"])
+            elapsed = time.perf_counter() - start
+        finally:
+            if counter is not None:
+                counter.__exit__(None, None, None)
+        plugins = {type(p).__name__ for p in session._hook_manager.get_plugins()}
+        assert ("MlflowHook" in plugins) == (mode != "none"), (mode, plugins)
+        if counter is None:
+            return elapsed, self.commits, {}
+        return elapsed, counter.count, counter.by_endpoint()
+
+
+def measure(
+    runner: Runner, nodes: int, modes: tuple[str, ...], reps: int
+) -> dict[str, dict[str, Any]]:
+    """Warm each mode up once, then run them ``reps`` times, interleaved in rotation."""
+    results: dict[str, dict[str, Any]] = {
+        m: {"times": [], "requests": [], "endpoints": {}} for m in modes
+    }
+    for mode in modes:
+        runner.run(mode, nodes)
+    for rep in range(reps):
+        order = modes[rep % len(modes) :] + modes[: rep % len(modes)]
+        for mode in order:
+            elapsed, requests, endpoints = runner.run(mode, nodes)
+            results[mode]["times"].append(elapsed)
+            results[mode]["requests"].append(requests)
+            results[mode]["endpoints"] = endpoints
+    return results
+
+
+def check_last_run(project: Path, tracking_uri: str) -> str:
+    """Status and parameter count of the newest run in the store."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(PACKAGE)
+    if experiment is None:
+        return "no experiment"
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        return "no run"
+    run = runs[0]
+    return (
+        f"{run.info.status}, {len(run.data.params)} params, {len(run.data.tags)} tags"
+    )
+
+
+# --------------------------------------------------------------------------- CLI time
+
+
+def time_kedro_help(project: Path, reps: int) -> dict[str, list[float]]:
+    """Wall time of ``kedro --help`` in the project, with and without kedroflow.
+
+    Both variants run the same small runner (``help_runner.py``) that calls Kedro's
+    ``kedro.framework.cli.main`` exactly as the ``kedro`` script does. "without" first
+    hides kedroflow's distribution from ``importlib.metadata.entry_points`` and
+    ``importlib.metadata.distributions``, which is how Kedro finds
+    ``kedro.project_commands`` (``kedro.framework.cli.utils._get_entry_points``) and
+    pluggy finds hooks: Kedro then behaves as if kedroflow were not installed, without
+    uninstalling anything. Interleaved, one warm-up each.
+    """
+    times: dict[str, list[float]] = {"with": [], "without": []}
+    for rep in range(reps + 1):
+        for variant in ("with", "without") if rep % 2 else ("without", "with"):
+            start = time.perf_counter()
+            result = subprocess.run(
+                [sys.executable, "help_runner.py", variant, "--help"],
+                cwd=project, capture_output=True, text=True, env=_env(),
+                stdin=subprocess.DEVNULL, check=False,
+            )  # fmt: skip
+            elapsed = time.perf_counter() - start
+            if result.returncode != 0:
+                raise RuntimeError(f"kedro --help failed:\n{result.stderr[-3000:]}")
+            listed = "commands from kedroflow" in result.stdout
+            if listed != (variant == "with"):
+                raise RuntimeError(
+                    f"'{variant}' variant: kedroflow commands listed={listed}"
+                )
+            if rep:
+                times[variant].append(elapsed)
+    return times
+
+
+def time_cli_run(project: Path, reps: int) -> dict[str, list[float]]:
+    """Wall time of a fresh ``kedro run --env sqlite`` process, no plugin vs kedroflow."""
+    times: dict[str, list[float]] = {"none": [], "sqlite": []}
+    for rep in range(reps):
+        for mode in ("none", "sqlite") if rep % 2 else ("sqlite", "none"):
+            env = _env()
+            env.pop("BENCH_NO_PLUGIN", None)
+            env.pop("KEDROFLOW_DISABLE_TRACKING", None)
+            if mode == "none":
+                env["BENCH_NO_PLUGIN"] = "1"
+            start = time.perf_counter()
+            subprocess.run(
+                [str(BIN / "kedro"), "run", "--env", "sqlite"], cwd=project, env=env,
+                check=True, capture_output=True, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            times[mode].append(time.perf_counter() - start)
+    return times
+
+
+# ------------------------------------------------------------------------- backends
+
+
+def postgres_database(name: str) -> tuple[str | None, bool]:
+    """A fresh database on the ``.ci/postgres.sh`` cluster, or None if unavailable.
+
+    Returns the SQLAlchemy URI and whether this call started the cluster.
+    """
+    script = REPO / ".ci" / "postgres.sh"
+    status = subprocess.run(
+        ["bash", str(script), "status"], capture_output=True, text=True, check=False
+    )
+    started = status.returncode != 0
+    if started:
+        if not (
+            shutil.which("pg_ctl")
+            or list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        ):
+            return None, False
+        result = subprocess.run(
+            ["bash", str(script)], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            print(f"PostgreSQL unavailable, using SQLite: {result.stderr[-500:]}")
+            return None, False
+        uri = result.stdout.strip().splitlines()[-1]
+    else:
+        uri = status.stdout.strip().splitlines()[-1]
+    if importlib.util.find_spec("psycopg2") is None:
+        print("psycopg2 is not installed: the server uses SQLite")
+        return None, started
+    _admin(uri, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
+    base = uri.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://", 1)
+    return f"{base}/{name}", started
+
+
+def drop_database(uri: str, name: str) -> None:
+    _admin(uri, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin(uri: str, *statements: str) -> None:
+    """Run statements outside a transaction on the cluster's ``postgres`` database."""
+    import psycopg2
+
+    conn = psycopg2.connect(
+        uri.rsplit("/", 1)[0].replace("+psycopg2", "") + "/postgres"
+    )
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def report_runs(nodes: int, results: dict[str, dict[str, Any]], target: int) -> None:
+    base = median(results["none"]["times"])
+    print(
+        f"\n{nodes} nodes, {N_PARAMS} parameters (median of {len(results['none']['times'])}):"
+    )
+    print(f"  {'mode':<8} {'time s':>8} {'ratio':>7} {'calls':>6}  target")
+    limits = {"sqlite": 3.0, "server": 5.0}
+    for mode, data in results.items():
+        t = median(data["times"])
+        calls = max(data["requests"])
+        notes = []
+        if mode in limits:
+            ok = t / base <= limits[mode]
+            notes.append(f"time <= {limits[mode]:.0f}x: {'ok' if ok else 'MISSED'}")
+        if mode == "server":
+            notes.append(
+                f"HTTP requests <= {target}: {'ok' if calls <= target else 'MISSED'}"
+            )
+        else:
+            notes.append("calls = SQL commits")
+        print(f"  {mode:<8} {t:8.3f} {t / base:6.2f}x {calls:>6}  {'; '.join(notes)}")
+    endpoints = results.get("server", {}).get("endpoints")
+    if endpoints:
+        print(
+            "  HTTP requests of one run: "
+            + ", ".join(f"{k} x{v}" for k, v in endpoints.items())
+        )
+
+
+def profile_runs(runner: Runner, mode: str, runs: int = 3) -> None:
+    """cProfile of ``runs`` tracked runs: the kedroflow and MLflow calls, by cumulative time."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(runs):
+        runner.run(mode, 50)
+    profiler.disable()
+    print(f"\nprofile of {runs} '{mode}' runs (kedroflow, MLflow store/client, git):")
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats(
+        r"kedroflow/|mlflow/(store|tracking)|subprocess", 30
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument(
+        "--reps", type=int, help="repetitions per mode (default 7, quick 3)"
+    )
+    parser.add_argument("--backend", choices=["auto", "postgres", "sqlite"], default="auto",
+                        help="the server's backend store (auto: PostgreSQL if available)")  # fmt: skip
+    parser.add_argument("--keep", action="store_true", help="keep the tmp project")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print a cProfile of 3 tracked runs per store")  # fmt: skip
+    return parser.parse_args()
+
+
+def bench_stores(args: argparse.Namespace, root: Path, project: Path) -> int:
+    """The in-process runs: SQLite and a local server, 50 then 10 and 1,000 nodes."""
+    reps = args.reps or (3 if args.quick else 7)
+    side_reps = 1 if args.quick else 3
+    db_name = f"kedroflow_bench_{os.getpid()}"
+    pg_uri, pg_started = (None, False)
+    if args.backend != "sqlite":
+        pg_uri, pg_started = postgres_database(db_name)
+        if pg_uri is None and args.backend == "postgres":
+            print("PostgreSQL is not available (see .ci/postgres.sh)")
+            return 1
+    backend = pg_uri or f"sqlite:///{root / 'server.db'}"
+    target = 10 + math.ceil(N_PARAMS / 100)
+    print(f"kedroflow benchmark: project {project}")
+    print(f"server backend: {'PostgreSQL' if pg_uri else 'SQLite'}; reps: {reps}")
+    try:
+        with mlflow_server(backend, root / "server-artifacts") as server:
+            write_env(project, "sqlite", "sqlite:///mlflow.db")
+            write_env(project, "server", server.url)
+            runner = Runner(project, server.url)
+            results = measure(runner, 50, MODES, reps)
+            report_runs(50, results, target)
+            local = f"sqlite:///{project / 'mlflow.db'}"
+            print("  last SQLite run:", check_last_run(project, local))
+            print("  last server run:", check_last_run(project, server.url))
+            for nodes in (10, 1000):
+                side = measure(runner, nodes, ("none", "sqlite", "server"), side_reps)
+                report_runs(nodes, side, target)
+            if args.profile:
+                profile_runs(runner, "sqlite")
+                profile_runs(runner, "server")
+    finally:
+        if pg_uri:
+            drop_database(pg_uri, db_name)
+        if pg_started:
+            subprocess.run(
+                ["bash", str(REPO / ".ci" / "postgres.sh"), "stop"], check=False
+            )
+    return 0
+
+
+def bench_cli(args: argparse.Namespace, project: Path) -> None:
+    """``kedro --help`` and (full mode) a fresh ``kedro run`` process."""
+    help_times = time_kedro_help(project, 3 if args.quick else 7)
+    with_t, without_t = median(help_times["with"]), median(help_times["without"])
+    print(f"\nkedro --help in the project (median of {len(help_times['with'])}): "
+          f"{with_t:.2f} s with kedroflow, {without_t:.2f} s without: "
+          f"{with_t / without_t:.2f}x (target <= 1.15x: "
+          f"{'ok' if with_t / without_t <= 1.15 else 'MISSED'})")  # fmt: skip
+    if not args.quick:
+        reps = 3
+        cli = time_cli_run(project, reps)
+        none_t, tracked_t = median(cli["none"]), median(cli["sqlite"])
+        print(f"fresh `kedro run` process, 50 nodes, SQLite (median of {reps}): "
+              f"{tracked_t:.2f} s tracked, {none_t:.2f} s no plugin: {tracked_t / none_t:.2f}x "
+              "(informative: includes importing mlflow and opening the store)")  # fmt: skip
+
+
+def main() -> int:
+    args = parse_args()
+    warnings.filterwarnings("ignore")  # Kedro's own deprecation warnings, every session
+    quiet = {"KEDRO_DISABLE_TELEMETRY": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+             "DO_NOT_TRACK": "1", "GIT_PYTHON_REFRESH": "quiet",
+             "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # fmt: skip
+    for name, value in quiet.items():
+        os.environ.setdefault(name, value)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "KEDROFLOW_DISABLE_TRACKING"):
+        os.environ.pop(name, None)
+    root = Path(tempfile.mkdtemp(prefix="kedroflow-bench-"))
+    try:
+        project = make_project(root)
+        os.environ["KEDRO_LOGGING_CONFIG"] = str(project / "conf" / "logging.yml")
+        os.chdir(project)
+        code = bench_stores(args, root, project)
+        if code == 0:
+            bench_cli(args, project)
+    finally:
+        if args.keep:
+            print(f"project kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
