@@ -284,6 +284,19 @@ def modelify(  # noqa: PLR0917
         )
 
 
+@mlflow_commands.command(name="migrate")
+@click.option(
+    "--write", is_flag=True, help="Rewrite the files (default: only show the diff)."
+)
+@click.pass_obj
+def migrate(metadata: ProjectMetadata, write: bool) -> None:
+    """Rewrite kedro-mlflow catalog types and imports for kedroflow."""
+    from kedroflow.migrate import migrate_project, report
+
+    changes = migrate_project(metadata.project_path, write=write)
+    click.echo(report(changes, metadata.project_path, written=write))
+
+
 def _load_project_config(metadata: ProjectMetadata, env: str) -> Any:
     from kedro.framework.project import settings
     from kedro.framework.startup import bootstrap_project

@@ -239,7 +239,7 @@ class TestDisabled:
     def test_tracked_pipeline_does_call_the_server(self, project: Any) -> None:
         # the counterpart of the test above: the same config fails for a tracked pipeline
         mlflow_yml(project, self.UNREACHABLE)
-        with pytest.raises(Exception, match="127.0.0.1:9"):
+        with pytest.raises(Exception, match=r"127\.0\.0\.1:9"):
             project.run(pipeline_names=["training"])
 
     def test_env_switch(self, project: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -337,7 +337,7 @@ class TestConfigErrors:
 
     def test_missing_credentials_key(self, project: Any) -> None:
         mlflow_yml(project, "server:\n  credentials: my_mlflow_creds\n")
-        with pytest.raises(Exception, match="credentials.yml has no mapping"):
+        with pytest.raises(Exception, match=r"credentials\.yml has no mapping"):
             project.run(pipeline_names=["etl"])
 
 
@@ -360,7 +360,9 @@ class TestGit:
         run = project.only_run()
         assert run.data.tags["git.commit"] == commit
         assert run.data.tags["git.dirty"] == "true"
-        mlflow.set_tracking_uri(project.tracking_uri)  # MLflow 3.0 resolves runs:/ globally
+        mlflow.set_tracking_uri(
+            project.tracking_uri
+        )  # MLflow 3.0 resolves runs:/ globally
         path = project.client().download_artifacts(
             run.info.run_id, "git/uncommitted.diff", str(project.path / "downloaded")
         )

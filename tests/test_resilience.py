@@ -162,7 +162,7 @@ class TestSplitRuns:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
-            )  # fmt: skip
+            )
             for node in ("first", "second")
         ]
         outputs = [p.communicate(timeout=300)[0] for p in processes]
