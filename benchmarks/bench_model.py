@@ -148,7 +148,7 @@ def _catalog(folder: Path, artifacts: dict[str, Any], instances: pd.DataFrame) -
 
 
 def _log(pipeline: Any, catalog: Any) -> str:
-    from kedroflow.model import log_pipeline_model
+    from kedroflow.packaging import log_pipeline_model
 
     info = log_pipeline_model(
         pipeline, catalog, input_name="instances",

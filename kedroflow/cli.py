@@ -231,7 +231,7 @@ def modelify(  # noqa: PLR0917
     from kedro.framework.session import KedroSession
 
     from kedroflow.errors import KedroflowError
-    from kedroflow.model import log_pipeline_model
+    from kedroflow.packaging import log_pipeline_model
 
     if pipeline_name not in pipelines:
         raise KedroflowCliError(

@@ -143,7 +143,7 @@ class MlflowHook:
         if run_id is None:
             return
         io.log_dataset_inputs(catalog, sorted(pipeline.inputs()), run_id)
-        from kedroflow.model import log_training_model
+        from kedroflow.packaging import log_training_model
 
         log_training_model(run_params, pipeline, catalog, run_id)
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_model import INSTANCES, setup_project
 
 pytestmark = pytest.mark.slow
@@ -215,3 +217,84 @@ class TestBatchPredict:
         )  # fmt: skip
         preds = pd.DataFrame(json.loads(target.read_text())["predictions"])
         pd.testing.assert_frame_equal(preds, expected, check_dtype=False)
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_RECORD = st.fixed_dictionaries(
+    {}, optional={"x1": _JSON, "x2": _JSON, "color": _JSON, "extra": _JSON}
+)
+_COLUMNS = st.lists(st.sampled_from(["x1", "x2", "color", "zz", ""]), max_size=4)
+_PAYLOADS = st.one_of(
+    st.builds(lambda r: {"dataframe_records": r}, st.lists(_RECORD, max_size=4)),
+    st.builds(
+        lambda c, d: {"dataframe_split": {"columns": c, "data": d}},
+        _COLUMNS,
+        st.lists(st.lists(_JSON, max_size=4), max_size=4),
+    ),
+    st.builds(lambda v: {"dataframe_split": v}, _JSON),
+    st.builds(lambda v: {"inputs": v}, _JSON),
+    st.builds(lambda v: {"instances": v}, _JSON),
+    st.builds(
+        lambda r, p: {"dataframe_records": r, "params": p},
+        st.lists(_RECORD, min_size=1, max_size=2),
+        _JSON,
+    ),
+    st.dictionaries(st.text(max_size=10), _JSON, max_size=3),
+    _JSON,
+)
+_BODIES = st.one_of(
+    _PAYLOADS.map(json.dumps),
+    st.binary(max_size=40),
+    st.text(max_size=40),
+)
+
+
+class TestFuzz:
+    """Generated bad payloads get a 4xx, never a 5xx, and the server keeps answering."""
+
+    def test_no_5xx_on_500_generated_payloads(self, served: Served) -> None:
+        statuses: list[int] = []
+
+        @settings(
+            max_examples=500,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(body=_BODIES)
+        def send(body: str | bytes) -> None:
+            status, _ = _post_raw(f"{served.url}/invocations", body)
+            statuses.append(status)
+            assert status < 500, f"{status} for {body!r}"
+
+        send()
+        assert len(statuses) >= 500
+        client_errors = sum(400 <= s < 500 for s in statuses)
+        assert client_errors >= 0.8 * len(statuses)
+        good = {"dataframe_records": INSTANCES.head(2).to_dict(orient="records")}
+        status, body = _post(f"{served.url}/invocations", json.dumps(good))
+        assert status == 200
+        assert len(body["predictions"]) == 2
+
+
+def _post_raw(url: str, body: str | bytes) -> tuple[int, bytes]:
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(  # noqa: S310 (127.0.0.1 only)
+        url, data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
