@@ -42,6 +42,8 @@ def isolate() -> Iterator[None]:
 
     while mlflow.active_run() is not None:
         mlflow.end_run()
+    # mlflow.set_experiment() in a test must not leak into the next one
+    mlflow.tracking.fluent._active_experiment_id = None
     tracking.reset()
     for name, value in old_env.items():
         if value is None:
