@@ -266,7 +266,7 @@ def modelify(  # noqa: PLR0917
         if value:
             kwargs[key] = value if os.path.isfile(value) else value.split(",")
     with KedroSession.create(project_path=metadata.project_path, env=env) as session:
-        catalog = session.load_context().catalog
+        catalog = session.load_context().catalog  # type: ignore[attr-defined]
         try:
             info = log_pipeline_model(
                 pipeline, catalog, input_name=input_name, output_name=output_name,

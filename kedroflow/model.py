@@ -25,7 +25,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd  # noqa: TC002 (MLflow reads the predict type hint)
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc.model import PythonModel
 
 from kedroflow.errors import ModelError
 

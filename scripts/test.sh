@@ -24,5 +24,6 @@ if [ -z "${SKIP_LINT:-}" ]; then
     ruff format --check kedroflow tests benchmarks conftest.py
     ruff check kedroflow tests benchmarks conftest.py
     lint-imports
+    mypy
 fi
 python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile -q -rfEs "$@"

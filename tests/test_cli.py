@@ -136,3 +136,40 @@ class TestImportCost:
             "assert 'kedroflow.hooks' in sys.modules; assert 'mlflow' not in sys.modules"
         )
         subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class TestMigrate:
+    def test_rewrites_a_kedro_mlflow_project_that_then_runs(
+        self, kedro_project: Any
+    ) -> None:
+        kedro_project.write(
+            "conf/base/catalog.yml",
+            """
+            score:
+              type: kedro_mlflow.io.metrics.MlflowMetricDataset
+            """,
+        )
+        kedro_project.write(
+            "src/fake_project/nodes.py",
+            "from kedro_mlflow.pipeline import pipeline_ml_factory  # noqa: F401\n\n\n"
+            "def score(x):\n    return float(x)\n",
+        )
+        kedro_project.write_pipelines(
+            """
+            from kedro.pipeline import Node, Pipeline
+            from fake_project.nodes import score
+            def register_pipelines():
+                return {"__default__": Pipeline([Node(score, "params:x", "score")])}
+            """
+        )
+        kedro_project.write("conf/base/parameters.yml", "x: 3\n")
+        preview = kedro_project.kedro("mlflow", "migrate")
+        assert "kedroflow.MlflowMetricDataset" in preview.stdout
+        catalog = kedro_project.path / "conf/base/catalog.yml"
+        assert "kedro_mlflow" in catalog.read_text()  # a preview writes nothing
+        kedro_project.kedro("mlflow", "migrate", "--write")
+        assert "type: kedroflow.MlflowMetricDataset" in catalog.read_text()
+        nodes = (kedro_project.path / "src/fake_project/nodes.py").read_text()
+        assert "from kedroflow import pipeline_ml_factory" in nodes
+        kedro_project.kedro("run")
+        assert kedro_project.only_run().data.metrics == {"score": 3.0}
