@@ -133,26 +133,33 @@ class TestServerDown:
         assert "0 run(s) uploaded" in again.stdout
 
 
+def _open_shared_run(project: Any) -> str:
+    """What an orchestrator does first: create the run all the parts will share."""
+    client = project.client()
+    return str(client.create_run(client.create_experiment("fake_project")).info.run_id)
+
+
+def _assert_complete(run: Any, run_id: str) -> None:
+    assert run.info.run_id == run_id
+    assert run.data.params == {"a": "1", "b": "2"}
+    assert run.info.status == "FINISHED"
+    assert not [t for t in run.data.tags if t.startswith("kedroflow.participant")]
+
+
 class TestSplitRuns:
     def test_sequential_processes_share_one_run(
         self, project: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        client = project.client()
-        run_id = client.create_run(client.create_experiment("fake_project")).info.run_id
+        run_id = _open_shared_run(project)
         monkeypatch.setenv("MLFLOW_RUN_ID", run_id)
         project.run(pipeline_names=["first"])
         project.run(pipeline_names=["second"])
-        run = project.only_run()
-        assert run.info.run_id == run_id
-        assert run.data.params == {"a": "1", "b": "2"}
-        assert run.info.status == "FINISHED"
-        assert not [t for t in run.data.tags if t.startswith("kedroflow.participant")]
+        _assert_complete(project.only_run(), run_id)
 
     def test_concurrent_processes_share_one_run_closed_by_the_last(
         self, project: Any
     ) -> None:
-        client = project.client()
-        run_id = client.create_run(client.create_experiment("fake_project")).info.run_id
+        run_id = _open_shared_run(project)
         env = {**os.environ, "MLFLOW_RUN_ID": run_id}
         processes = [
             subprocess.Popen(
@@ -167,17 +174,12 @@ class TestSplitRuns:
         ]
         outputs = [p.communicate(timeout=300)[0] for p in processes]
         assert [p.returncode for p in processes] == [0, 0], outputs
-        run = project.only_run()
-        assert run.info.run_id == run_id
-        assert run.data.params == {"a": "1", "b": "2"}
-        assert run.info.status == "FINISHED"
-        assert not [t for t in run.data.tags if t.startswith("kedroflow.participant")]
+        _assert_complete(project.only_run(), run_id)
 
     def test_a_failed_part_marks_the_shared_run_failed(
         self, project: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        client = project.client()
-        run_id = client.create_run(client.create_experiment("fake_project")).info.run_id
+        run_id = _open_shared_run(project)
         monkeypatch.setenv("MLFLOW_RUN_ID", run_id)
         project.run(pipeline_names=["first"])
         with pytest.raises(RuntimeError, match=r"part failed"):
