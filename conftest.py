@@ -30,12 +30,11 @@ _MLFLOW_ENV = (
 )
 
 
-@pytest.fixture(autouse=True)
-def isolate() -> Iterator[None]:
-    """Leave MLflow, kedroflow and the interpreter as the test found them."""
-    old_cwd, old_path = os.getcwd(), sys.path.copy()
-    old_env = {name: os.environ.get(name) for name in _MLFLOW_ENV}
-    yield
+#: The MLflow/kedroflow environment the test session started with.
+_BASELINE_ENV = {name: os.environ.get(name) for name in _MLFLOW_ENV}
+
+
+def _reset_mlflow_state() -> None:
     import mlflow
 
     from kedroflow import tracking
@@ -45,13 +44,26 @@ def isolate() -> Iterator[None]:
     # mlflow.set_experiment() in a test must not leak into the next one
     mlflow.tracking.fluent._active_experiment_id = None
     tracking.reset()
-    for name, value in old_env.items():
+    for name, value in _BASELINE_ENV.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    mlflow.set_tracking_uri(old_env["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]
-    mlflow.set_registry_uri(old_env["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+    mlflow.set_tracking_uri(_BASELINE_ENV["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]
+    mlflow.set_registry_uri(_BASELINE_ENV["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def isolate() -> Iterator[None]:
+    """Each test starts from, and leaves, the session's MLflow and interpreter state.
+
+    Also at the start: a module- or session-scoped fixture that set a tracking URI
+    (it runs before this fixture) must not leak into the tests after it.
+    """
+    old_cwd, old_path = os.getcwd(), sys.path.copy()
+    _reset_mlflow_state()
+    yield
+    _reset_mlflow_state()
     os.chdir(old_cwd)
     sys.path[:] = old_path
     for module in [
