@@ -109,7 +109,9 @@ class MlflowHook:
         from kedroflow import tracking
 
         try:
-            self._log_run_outputs(run_params, pipeline, catalog)
+            self._log_run_outputs(
+                tracking.normalize_run_params(run_params), pipeline, catalog
+            )
         except BaseException as error:
             tracking.end_run("FAILED", error)
             raise

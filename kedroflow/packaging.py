@@ -386,7 +386,6 @@ def log_pipeline_model(
         info = Model.log(
             artifact_path=None,
             flavor=importlib.import_module("mlflow.pyfunc"),
-            flavor_name="pyfunc.ModelFromCode",
             run_id=run_id,
             python_model=str(code_file),
             model_config=config,

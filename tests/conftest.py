@@ -145,7 +145,7 @@ def kedro_project(
     return KedroProject(path)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def pipelines_option() -> str:
     """``kedro run`` selects pipelines with ``--pipelines`` (Kedro >= 1.2) or ``--pipeline``."""
     return "--pipelines" if _HAS_PIPELINE_NAMES else "--pipeline"

@@ -29,6 +29,19 @@ BIN = Path(sys.executable).parent
 MODEL = "reviews_classifier"
 
 
+def _kedro_version() -> tuple[int, ...]:
+    import kedro
+
+    return tuple(int(part) for part in kedro.__version__.split(".")[:2])
+
+
+# The example project (not kedroflow) requires Kedro 1.2+: its demo runs
+# `kedro run --pipelines a,b`, and its requirements say so.
+pytestmark = pytest.mark.skipif(
+    _kedro_version() < (1, 2), reason="the example project requires kedro>=1.2"
+)
+
+
 def _copy_example(target: Path) -> Path:
     """The example's committed files (no outputs of a previous run) in ``target``."""
     for rel in starters.example_files(EXAMPLE):

@@ -221,8 +221,13 @@ class TestTrainingRunLogsTheModel:
     def test_filter_without_artifacts_warns_and_logs_nothing(
         self, project: Any, caplog: pytest.LogCaptureFixture
     ) -> None:
-        with caplog.at_level(logging.WARNING, logger="kedroflow"):
-            project.run(pipeline_names=["training"], tags=["prep"])
+        logger = logging.getLogger("kedroflow")  # Kedro's logging config may stop
+        logger.addHandler(caplog.handler)  # propagation to the root logger
+        try:
+            with caplog.at_level(logging.WARNING, logger="kedroflow"):
+                project.run(pipeline_names=["training"], tags=["prep"])
+        finally:
+            logger.removeHandler(caplog.handler)
         assert logged_models(project) == []
         warning = " ".join(r.getMessage() for r in caplog.records)
         assert "no model logged for PipelineML 'training'" in warning
@@ -254,9 +259,9 @@ class TestRegistry:
 
 class TestCli:
     def test_kedro_run_logs_and_model_loads_in_a_fresh_process(
-        self, project: Any, tmp_path: Path
+        self, project: Any, tmp_path: Path, pipelines_option: str
     ) -> None:
-        project.kedro("run", "--pipelines", "training", "--tags", "training")
+        project.kedro("run", pipelines_option, "training", "--tags", "training")
         (logged,) = logged_models(project)
         script = textwrap.dedent(f"""
             import sys, json
@@ -278,15 +283,19 @@ class TestCli:
         assert result.returncode == 0, result.stderr[-3000:]
         assert json.loads(result.stdout.strip().splitlines()[-1]) == [0, 1]
 
-    def test_kedro_run_with_nodes_filter_logs_the_model(self, project: Any) -> None:
-        project.kedro("run", "--pipelines", "training")
-        project.kedro("run", "--pipelines", "training", "--nodes", "fit_encoder")
+    def test_kedro_run_with_nodes_filter_logs_the_model(
+        self, project: Any, pipelines_option: str
+    ) -> None:
+        project.kedro("run", pipelines_option, "training")
+        project.kedro("run", pipelines_option, "training", "--nodes", "fit_encoder")
         assert len(logged_models(project)) == 2
 
 
 class TestModelify:
-    def test_modelify_logs_a_registered_pipeline(self, project: Any) -> None:
-        project.kedro("run", "--pipelines", "training")
+    def test_modelify_logs_a_registered_pipeline(
+        self, project: Any, pipelines_option: str
+    ) -> None:
+        project.kedro("run", pipelines_option, "training")
         (run,) = project.runs()
         result = project.kedro(
             "mlflow", "modelify", "--pipeline", "inference", "--input-name",

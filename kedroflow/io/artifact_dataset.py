@@ -216,19 +216,23 @@ class MlflowArtifactDataset(MlflowBaseDataset[Any, Any]):
         local = target / PurePosixPath(self.artifact_name()).name  # MLflow's layout
         if not local.exists():
             target.mkdir(parents=True, exist_ok=True)
+            error: Exception | None = None
             try:
                 tracking.client().download_artifacts(
                     run_id, self.artifact_name(), str(target)
                 )
-            except (MlflowException, OSError) as error:
-                if isinstance(error, MlflowException):
-                    problem = self._mlflow_error(error, "download its artifact", run_id)
+            except (MlflowException, OSError) as exc:
+                if isinstance(exc, MlflowException):
+                    problem = self._mlflow_error(exc, "download its artifact", run_id)
                     if "does not exist in the tracking store" in str(problem):
-                        raise problem from error
+                        raise problem from exc
+                error = exc
+            if error is not None or not local.exists():  # MLflow 3.0 may not raise
                 raise MlflowDatasetError(
                     f"Dataset {self._label()}: run {run_id} has no artifact "
-                    f"'{self.artifact_name()}' ({error}). Check `artifact_path:` and "
-                    "`run_id:` against the run's artifacts in the MLflow UI."
+                    f"'{self.artifact_name()}' ({error or 'nothing downloaded'}). Check "
+                    "`artifact_path:` and `run_id:` against the run's artifacts in the "
+                    "MLflow UI."
                 ) from error
         config = {k: v for k, v in self._config.items() if k != "versioned"}
         config[self._path_key or "filepath"] = str(local)

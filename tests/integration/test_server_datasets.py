@@ -87,6 +87,9 @@ class TestParallelRunnerOnServer:
             run.info.run_id, "loss_history"
         )
         assert [m.step for m in steps] == list(range(100))
+        mlflow.set_tracking_uri(
+            tracking_server.url
+        )  # MLflow 3.0 resolves runs globally
         artifacts = tracking_server.client.list_artifacts(run.info.run_id, "reports")
         assert sorted(Path(a.path).name for a in artifacts) == [
             f"r{i}.json" for i in range(N_ARTIFACTS)

@@ -237,6 +237,11 @@ class TrackedRun:
 
     def artifacts(self, folder: str | None = None) -> list[str]:
         """All artifact paths of the run under ``folder``, recursively."""
+        import mlflow
+
+        mlflow.set_tracking_uri(
+            self.project.tracking_uri
+        )  # MLflow 3.0 resolves runs globally
         client, out = self.client, []
         pending = [folder]
         while pending:
