@@ -256,6 +256,8 @@ _PAYLOADS = st.one_of(
     st.dictionaries(st.text(max_size=10), _JSON, max_size=3),
     _JSON,
 )
+
+
 def _mlflow_decodes_bad_utf8() -> bool:
     """MLflow < 3.16's scoring server answers 500 to a body that is not UTF-8."""
     import mlflow
