@@ -16,6 +16,8 @@ from click import ClickException as KedroflowCliError
 from kedro.framework.cli.utils import ENV_HELP
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from kedro.framework.startup import ProjectMetadata
 
 DEFAULT_ENV = "local"
@@ -38,20 +40,7 @@ def mlflow_commands() -> None:
 @click.pass_obj
 def init(metadata: ProjectMetadata, env: str, force: bool, silent: bool) -> None:
     """Write a commented ``conf/<env>/mlflow.yml`` (default env: local)."""
-    from kedro.framework.project import settings
-
-    conf_root = metadata.project_path / settings.CONF_SOURCE
-    env_dir = conf_root / env
-    if not env_dir.is_dir():
-        envs = (
-            sorted(p.name for p in conf_root.iterdir() if p.is_dir())
-            if conf_root.is_dir()
-            else []
-        )
-        raise KedroflowCliError(
-            f"No Kedro environment '{env}': {env_dir} does not exist. Create the folder "
-            f"first, or pass --env with one of: {', '.join(envs) or '(none found)'}."
-        )
+    env_dir = _env_dir(metadata, env)
     target = env_dir / "mlflow.yml"
     if target.exists() and not force:
         raise KedroflowCliError(
@@ -305,9 +294,7 @@ def _load_project_config(metadata: ProjectMetadata, env: str) -> Any:
     from kedroflow.errors import ConfigError
 
     bootstrap_project(metadata.project_path)
-    conf_root = metadata.project_path / settings.CONF_SOURCE
-    if not (conf_root / env).is_dir():
-        raise KedroflowCliError(f"No Kedro environment '{env}' in {conf_root}.")
+    conf_root = _env_dir(metadata, env).parent
     register_resolvers()
     loader_args = dict(getattr(settings, "CONFIG_LOADER_ARGS", {}) or {})
     loader = settings.CONFIG_LOADER_CLASS(
@@ -317,3 +304,22 @@ def _load_project_config(metadata: ProjectMetadata, env: str) -> Any:
         return load_config(loader, metadata.package_name)
     except ConfigError as exc:
         raise KedroflowCliError(str(exc)) from None
+
+
+def _env_dir(metadata: ProjectMetadata, env: str) -> Path:
+    """``conf/<env>``, or an error listing the environments that exist."""
+    from kedro.framework.project import settings
+
+    conf_root: Path = metadata.project_path / settings.CONF_SOURCE
+    env_dir = conf_root / env
+    if not env_dir.is_dir():
+        envs = (
+            sorted(p.name for p in conf_root.iterdir() if p.is_dir())
+            if conf_root.is_dir()
+            else []
+        )
+        raise KedroflowCliError(
+            f"No Kedro environment '{env}': {env_dir} does not exist. Create the folder "
+            f"first, or pass --env with one of: {', '.join(envs) or '(none found)'}."
+        )
+    return env_dir

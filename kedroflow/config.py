@@ -27,6 +27,8 @@ from pydantic import (
 from kedroflow.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from kedro.config import AbstractConfigLoader
 
 #: Set to 1/true/yes to switch tracking off for one command, whatever mlflow.yml says.
@@ -180,6 +182,21 @@ class KedroflowConfig(_Section):
         """True when every selected pipeline is listed in ``disable_tracking.pipelines``."""
         names = pipeline_names or ["__default__"]
         return all(name in self.tracking.disable_tracking.pipelines for name in names)
+
+
+def normalize_run_params(run_params: Mapping[str, Any]) -> dict[str, Any]:
+    """Kedro's ``run_params`` with the keys of Kedro >= 1.2 on every Kedro 1.x.
+
+    Kedro 1.0/1.1 passes ``pipeline_name`` (one name) and ``session_id``; later
+    versions pass ``pipeline_names`` (a list, empty for ``__default__``) and ``run_id``.
+    """
+    params = dict(run_params)
+    if "pipeline_names" not in params:
+        name = params.get("pipeline_name")
+        params["pipeline_names"] = [name] if name else []
+        params["_pipeline_option"] = "--pipeline"
+    params.setdefault("run_id", params.get("session_id"))
+    return params
 
 
 def tracking_disabled_by_env() -> bool:

@@ -21,6 +21,7 @@ from kedroflow.config import (
     TRACKING_OFF_ENV,
     KedroflowConfig,
     load_config,
+    normalize_run_params,
     register_resolvers,
     tracking_disabled_by_env,
 )
@@ -60,6 +61,7 @@ class MlflowHook:
         config, context = self._config, self._context
         if config is None or context is None:
             return  # a runner used outside a KedroSession: nothing to track
+        run_params = normalize_run_params(run_params)
         names = _pipeline_names(run_params)
         if tracking_disabled_by_env() or config.is_pipeline_disabled(names):
             # decided before importing MLflow: an untracked run never loads it
@@ -70,7 +72,6 @@ class MlflowHook:
             return
         from kedroflow import io, tracking
 
-        run_params = tracking.normalize_run_params(run_params)
         project_path = Path(context.project_path)
         git_tags, diff = tracking.git_info(project_path)
         tags = {**git_tags, **_run_tags(config, run_params, context, project_path)}
@@ -109,9 +110,7 @@ class MlflowHook:
         from kedroflow import tracking
 
         try:
-            self._log_run_outputs(
-                tracking.normalize_run_params(run_params), pipeline, catalog
-            )
+            self._log_run_outputs(normalize_run_params(run_params), pipeline, catalog)
         except BaseException as error:
             tracking.end_run("FAILED", error)
             raise
@@ -129,7 +128,7 @@ class MlflowHook:
             os.environ.pop(TRACKING_OFF_ENV, None)
 
     def _owns(self, run_params: dict[str, Any]) -> bool:
-        key = str(run_params.get("run_id") or run_params.get("session_id"))
+        key = str(normalize_run_params(run_params)["run_id"])
         if key in self._tracked:
             self._tracked.discard(key)
             return True
@@ -151,11 +150,8 @@ class MlflowHook:
 
 
 def _pipeline_names(run_params: dict[str, Any]) -> list[str]:
-    """Selected pipelines on every Kedro 1.x (``pipeline_name`` before 1.2)."""
-    names = run_params.get("pipeline_names")
-    if names is None and run_params.get("pipeline_name"):
-        names = [run_params["pipeline_name"]]
-    return list(names or ["__default__"])
+    """Selected pipelines of normalised ``run_params`` (none means ``__default__``)."""
+    return list(run_params["pipeline_names"] or ["__default__"])
 
 
 def _package_name() -> str | None:

@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils import validation as mlflow_limits
 
-from kedroflow.config import TRACKING_OFF_ENV
+from kedroflow.config import TRACKING_OFF_ENV, normalize_run_params
 from kedroflow.errors import TrackingError
 
 if TYPE_CHECKING:
@@ -372,13 +372,12 @@ def _apply_environment(
         for name, value in creds.items():
             export(str(name), str(value))
     http = {
-        "connect_timeout": None,
         "request_timeout": "MLFLOW_HTTP_REQUEST_TIMEOUT",
         "request_retries": "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
     }
     for key, env_name in http.items():
         # an explicit mlflow.yml value wins; else the user's env var; else our default
-        if env_name and (key in server.model_fields_set or env_name not in os.environ):
+        if key in server.model_fields_set or env_name not in os.environ:
             value = getattr(server, key)
             export(env_name, str(int(value) if key == "request_timeout" else value))
     saved.setdefault("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI"))
@@ -535,9 +534,12 @@ def offline_uri(project_path: Path) -> str:
     return f"sqlite:///{(folder / 'mlflow.db').as_posix()}"
 
 
+_USERINFO = re.compile(r"//[^/@]*@")
+
+
 def _safe_uri(uri: str) -> str:
-    """The URI without any user:password part."""
-    return re.sub(r"//[^/@]*@", "//***@", uri)
+    """The URI with any user:password part masked, for messages and tags."""
+    return _USERINFO.sub("//***@", uri)
 
 
 def _probe(uri: str, timeout: float) -> None:
@@ -551,7 +553,7 @@ def _probe(uri: str, timeout: float) -> None:
     if not uri.startswith(("http://", "https://")):
         return
     try:
-        base = re.sub(r"//[^/@]*@", "//", uri).rstrip("/")  # credentials go in headers
+        base = _USERINFO.sub("//", uri).rstrip("/")  # credentials go in headers
         with urllib.request.urlopen(base + "/health", timeout=timeout):  # noqa: S310
             pass
     except urllib.error.HTTPError:
@@ -566,13 +568,13 @@ def _open_run(
 ) -> _OpenRun:
     active = mlflow.active_run()
     resume_id = config.tracking.run.id or os.environ.get("MLFLOW_RUN_ID") or None
+    if resume_id:
+        return _join_shared_run(resume_id, tags)
+    if active is not None and not config.tracking.run.nested:
+        log_tags(tags, active.info.run_id)  # scrubs and clips
+        return _OpenRun(active.info.run_id, active.info.experiment_id, False, False)
     limit = _tag_limit()
     str_tags = {k: _clip(scrub(str(v)), limit) for k, v in tags.items()}
-    if resume_id:
-        return _join_shared_run(resume_id, str_tags)
-    if active is not None and not config.tracking.run.nested:
-        log_tags(str_tags, active.info.run_id)
-        return _OpenRun(active.info.run_id, active.info.experiment_id, False, False)
     if active is not None:
         run = mlflow.start_run(
             experiment_id=active.info.experiment_id,
@@ -591,7 +593,7 @@ def _open_run(
 _PARTICIPANT = "kedroflow.participant."
 
 
-def _join_shared_run(run_id: str, tags: dict[str, str]) -> _OpenRun:
+def _join_shared_run(run_id: str, tags: dict[str, Any]) -> _OpenRun:
     """Resume a run that several ``kedro run`` processes may share (split execution).
 
     Each process marks itself with a participant tag while it runs; the one that ends
@@ -684,21 +686,6 @@ def runner_name(runner: Any) -> str:
     """``SequentialRunner`` from Kedro's ``run_params['runner']`` string."""
     match = _RUNNER_NAME.search(str(runner))
     return match.group(1) if match else "SequentialRunner"
-
-
-def normalize_run_params(run_params: Mapping[str, Any]) -> dict[str, Any]:
-    """Kedro's ``run_params`` with the keys of Kedro >= 1.2 on every Kedro 1.x.
-
-    Kedro 1.0/1.1 passes ``pipeline_name`` (one name) and ``session_id``; later
-    versions pass ``pipeline_names`` (a list, empty for ``__default__``) and ``run_id``.
-    """
-    params = dict(run_params)
-    if "pipeline_names" not in params:
-        name = params.get("pipeline_name")
-        params["pipeline_names"] = [name] if name else []
-        params["_pipeline_option"] = "--pipeline"
-    params.setdefault("run_id", params.get("session_id"))
-    return params
 
 
 def kedro_command(run_params: Mapping[str, Any], redact: Iterable[str] = ()) -> str:
