@@ -19,6 +19,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from kedroflow.errors import ModelError
@@ -226,7 +227,7 @@ def pip_requirements(objects: list[Any], functions: list[Any]) -> list[str]:
     modules import, and of the artifacts' and input's classes.
     """
     import types
-    from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import version
 
     import kedro
     import mlflow
@@ -256,22 +257,26 @@ def pip_requirements(objects: list[Any], functions: list[Any]) -> list[str]:
         "kedroflow": f"kedroflow=={__version__}",
     }
     tops -= set(sys.stdlib_module_names) | {"builtins", "__main__"}
-    for dist in sorted(set(_distributions(tops).values())):
+    for dist, dist_version in sorted(set(_distributions(tops).values())):
         key = dist.lower().replace("_", "-")
         if key in pins or key.startswith("mlflow"):
             continue
-        try:
-            pins[key] = f"{dist}=={version(dist)}"
-        except PackageNotFoundError:  # pragma: no cover
-            continue
+        pins[key] = f"{dist}=={dist_version}"
     return list(pins.values())
 
 
-def _distributions(tops: set[str]) -> dict[str, str]:
-    """Installed distribution of each top-level module (skips non-installed code).
+#: Top-level module -> (distribution, version), per process: a module imported once
+#: stays the same code however the environment changes afterwards.
+_DIST_OF: dict[str, tuple[str, str]] = {}
 
-    Reads ``top_level.txt`` and names first; a distribution's RECORD is read only for
-    modules still unresolved (``packages_distributions()`` reads every RECORD: slow).
+
+def _distributions(tops: set[str]) -> dict[str, tuple[str, str]]:
+    """Installed distribution and version of each top-level module (skips local code).
+
+    Reads each distribution's small ``top_level.txt``, or its ``RECORD`` when it has
+    none, as plain text, and parses ``METADATA`` only for the distributions found:
+    ``packages_distributions()`` and ``Distribution.files`` parse every file path and
+    every METADATA, which took a third of a training run's model logging.
     """
     from importlib.metadata import distributions
 
@@ -280,27 +285,22 @@ def _distributions(tops: set[str]) -> dict[str, str]:
         path = getattr(sys.modules.get(top), "__file__", None) or ""
         if "site-packages" in path or "dist-packages" in path:
             wanted.add(top)
-    found: dict[str, str] = {}
-    no_top_level = []
-    for dist in distributions():
-        name = dist.metadata["Name"]
+    missing = wanted - _DIST_OF.keys()
+    for dist in distributions() if missing else ():
         text = dist.read_text("top_level.txt")
-        if text is None:
-            no_top_level.append(dist)
-            text = re.sub(r"[-.]+", "_", name or "").lower()
-        for top in text.split():
-            if top in wanted and name:
-                found.setdefault(top, name)
-    for dist in no_top_level:
-        missing = wanted - found.keys()
+        if text is not None:
+            provided = set(text.split())
+        else:
+            provided = {
+                line.split(",", 1)[0].split("/", 1)[0].removesuffix(".py")
+                for line in (dist.read_text("RECORD") or "").splitlines()
+            }
+        for top in provided & missing:
+            _DIST_OF[top] = (dist.metadata["Name"], dist.version)
+        missing -= provided
         if not missing:
             break
-        for file in dist.files or []:
-            top = file.parts[0].removesuffix(".py") if file.parts else ""
-            if top in missing:
-                found[top] = dist.metadata["Name"]
-                missing.discard(top)
-    return found
+    return {top: _DIST_OF[top] for top in wanted if top in _DIST_OF}
 
 
 def _project_code_path() -> list[str]:
@@ -348,6 +348,7 @@ def log_pipeline_model(
     alias = kwargs.pop("registered_model_alias", None)
     signature = kwargs.pop("signature")
     example = kwargs.pop("input_example", "auto")
+    validate = bool(kwargs.pop("validate_serving_input", False))
     with tempfile.TemporaryDirectory(prefix="kedroflow-model-") as tmp:
         folder = Path(tmp)
         (folder / "artifacts").mkdir()
@@ -385,7 +386,7 @@ def log_pipeline_model(
         code_file.write_text(_MODEL_CODE)
         info = Model.log(
             artifact_path=None,
-            flavor=importlib.import_module("mlflow.pyfunc"),
+            flavor=_pyfunc_flavor(validate),
             run_id=run_id,
             python_model=str(code_file),
             model_config=config,
@@ -395,6 +396,7 @@ def log_pipeline_model(
             input_example=example,
             pip_requirements=requirements,
             tags={**(tags or {}), "kedroflow.input_name": input_name},
+            **({} if validate else {"validate_serving_input": False}),
             **kwargs,
         )
     if alias:
@@ -409,6 +411,25 @@ def log_pipeline_model(
         f"v{info.registered_model_version}" if info.registered_model_version else "",
     )  # fmt: skip
     return info
+
+
+def _pyfunc_flavor(validate: bool) -> Any:
+    """``mlflow.pyfunc`` as ``Model.log``'s flavor; unless ``validate``, minus MLflow's check.
+
+    After saving, ``Model.log`` loads the saved model a second time to predict its input
+    example (``validate_serving_input``, on by default and not accepted by
+    ``pyfunc.save_model``). kedroflow has already loaded the model through the same
+    ``setup`` and predicted on that very sample before logging, so the second load
+    only costs time; ``log_model_kwargs={"validate_serving_input": True}`` restores it.
+    """
+    pyfunc = importlib.import_module("mlflow.pyfunc")
+    if validate:
+        return pyfunc
+
+    def save_model(validate_serving_input: bool = True, **kwargs: Any) -> Any:
+        return pyfunc.save_model(**kwargs)
+
+    return SimpleNamespace(__name__=pyfunc.__name__, save_model=save_model)
 
 
 def _filters(run_params: Mapping[str, Any]) -> str:

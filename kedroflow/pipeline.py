@@ -44,7 +44,8 @@ logger = logging.getLogger(__name__)
 KPM_KWARGS = {"copy_mode", "output_name"}
 _COPY_MODES = {"assign", "copy", "deepcopy"}
 #: ``log_model_kwargs`` keys: those of ``mlflow.pyfunc.log_model`` kedroflow leaves to
-#: the user, plus ``registered_model_alias``.
+#: the user, plus ``registered_model_alias``; ``validate_serving_input`` (off by
+#: default, see kedroflow.packaging) is ``Model.log``'s.
 LOG_MODEL_KWARGS = {
     "name",
     "registered_model_name",
@@ -62,6 +63,7 @@ LOG_MODEL_KWARGS = {
     "model_type",
     "step",
     "resources",
+    "validate_serving_input",
 }
 _OWNED_BY_KEDROFLOW = {
     "python_model",
@@ -221,6 +223,8 @@ def pipeline_ml_factory(
             ``pip_requirements``, ``extra_pip_requirements``, ``metadata``, ...) plus
             ``registered_model_alias`` (e.g. ``"champion"``) to point an alias at
             the registered version. ``artifact_path`` is accepted as ``name``.
+            ``validate_serving_input=True`` makes MLflow reload the saved model to
+            predict its input example (off: kedroflow predicts on it before saving).
 
     Returns:
         The training pipeline, carrying the binding.

@@ -14,6 +14,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 import pytest
+import sklearn
 
 NODES = '''
 """Nodes of the test project: a one-hot encoder and a logistic regression."""
@@ -198,12 +199,25 @@ class TestTrainingRunLogsTheModel:
         names = {r.split("==")[0].lower() for r in requirements}
         assert {"mlflow", "kedro", "kedroflow", "scikit-learn", "pandas"} <= names
         assert "kedro-datasets" in names
+        assert f"scikit-learn=={sklearn.__version__}" in requirements
+        assert f"pandas=={pd.__version__}" in requirements
         info = mlflow.models.get_model_info(f"models:/{logged.model_id}")
         assert info.signature.inputs.input_names() == ["x1", "x2", "color"]
         assert info.signature.outputs.input_names() == ["proba", "pred"]
         assert {p.name for p in info.signature.params} == {"threshold"}
         example = json.loads((local / "serving_input_example.json").read_text())
         assert len(example["dataframe_split"]["data"]) == 5
+
+    def test_mlflow_reload_check_on_request(self, kedro_project: Any) -> None:
+        project = setup_project(kedro_project, {"validate_serving_input": True})
+        project.run(pipeline_names=["training"])
+        (logged,) = logged_models(project)
+        set_uri(project)
+        model = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
+        new = INSTANCES.iloc[[1, 4]].reset_index(drop=True)
+        pd.testing.assert_frame_equal(
+            model.predict(new), inference_output(project, new)
+        )
 
     def test_default_pipeline_sum_logs_the_model(self, project: Any) -> None:
         project.run()
