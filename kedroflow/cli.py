@@ -215,10 +215,11 @@ def modelify(  # noqa: PLR0917
     if alias and not registered_model_name:
         raise KedroflowCliError("--alias needs --registered-model-name.")
     config = _load_project_config(metadata, env)
-    import mlflow
     from kedro.framework.project import pipelines
     from kedro.framework.session import KedroSession
+    from mlflow.exceptions import MlflowException
 
+    from kedroflow import tracking
     from kedroflow.errors import KedroflowError
     from kedroflow.packaging import log_pipeline_model
 
@@ -233,15 +234,6 @@ def modelify(  # noqa: PLR0917
             f"--input-name '{input_name}' is not an input of pipeline "
             f"'{pipeline_name}'; its inputs are {sorted(pipeline.inputs())}."
         )
-    mlflow.set_tracking_uri(config.tracking_uri(metadata.project_path))
-    registry = config.registry_uri(metadata.project_path)
-    if registry:
-        mlflow.set_registry_uri(registry)
-    if run_id:
-        run = mlflow.MlflowClient().get_run(run_id)
-        mlflow.set_experiment(experiment_id=run.info.experiment_id)
-    else:
-        mlflow.set_experiment(config.tracking.experiment.name)
     kwargs: dict[str, Any] = {
         "name": model_name,
         "signature": "auto" if infer_signature else None,
@@ -255,17 +247,26 @@ def modelify(  # noqa: PLR0917
         if value:
             kwargs[key] = value if os.path.isfile(value) else value.split(",")
     with KedroSession.create(project_path=metadata.project_path, env=env) as session:
-        catalog = session.load_context().catalog  # type: ignore[attr-defined]
+        context = session.load_context()  # type: ignore[attr-defined]
         try:
-            info = log_pipeline_model(
-                pipeline, catalog, input_name=input_name, output_name=output_name,
-                run_id=run_id, kpm_kwargs={"copy_mode": copy_mode},
-                log_model_kwargs={k: v for k, v in kwargs.items() if v is not None}
-                | {k: kwargs[k] for k in ("signature", "input_example")},
-                tags={"kedroflow.pipeline": pipeline_name},
-            )  # fmt: skip
+            with tracking.stores(
+                config, project_path=metadata.project_path, context=context,
+                run_id=run_id,
+            ):  # fmt: skip
+                info = log_pipeline_model(
+                    pipeline, context.catalog, input_name=input_name,
+                    output_name=output_name, run_id=run_id,
+                    kpm_kwargs={"copy_mode": copy_mode},
+                    log_model_kwargs={k: v for k, v in kwargs.items() if v is not None}
+                    | {k: kwargs[k] for k in ("signature", "input_example")},
+                    tags={"kedroflow.pipeline": pipeline_name},
+                )  # fmt: skip
         except KedroflowError as exc:
             raise KedroflowCliError(str(exc)) from None
+        except MlflowException as exc:
+            raise KedroflowCliError(
+                f"MLflow refused the model: {exc.message}"
+            ) from None
     click.echo(f"Model of pipeline '{pipeline_name}' logged: {info.model_uri}")
     if info.registered_model_version:
         click.echo(

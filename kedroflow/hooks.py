@@ -80,7 +80,7 @@ class MlflowHook:
             project_path=project_path,
             run_name=config.tracking.run.name or "+".join(names),
             tags=tags,
-            credentials=_credentials(context),
+            credentials=tracking.project_credentials(context),
             context=context,
         )
         self._tracked.add(str(run_params.get("run_id")))
@@ -158,13 +158,6 @@ def _package_name() -> str | None:
     from kedro.framework.project import PACKAGE_NAME
 
     return PACKAGE_NAME
-
-
-def _credentials(context: KedroContext) -> dict[str, Any]:
-    try:
-        return dict(context.config_loader["credentials"])
-    except Exception:
-        return {}
 
 
 def _consumed_params(

@@ -11,6 +11,7 @@ Datasets ask :func:`current_run_id` and :func:`client`, never the hook.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import logging
 import os
@@ -31,7 +32,7 @@ from kedroflow.config import TRACKING_OFF_ENV, normalize_run_params
 from kedroflow.errors import TrackingError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
     from kedroflow.config import KedroflowConfig, ParamsConfig
 
@@ -344,6 +345,45 @@ def git_info(project_path: Path) -> tuple[dict[str, str], str | None]:
 
 
 # ------------------------------------------------------------------- run lifecycle
+
+
+def project_credentials(context: Any) -> dict[str, Any]:
+    """The project's ``credentials.yml`` (empty when there is none)."""
+    try:
+        return dict(context.config_loader["credentials"])
+    except Exception:
+        return {}
+
+
+@contextlib.contextmanager
+def stores(
+    config: KedroflowConfig,
+    *,
+    project_path: Path,
+    context: Any = None,
+    run_id: str | None = None,
+) -> Iterator[str]:
+    """MLflow on the configured stores for a command outside a ``kedro run``.
+
+    What a run gets, without a run: the tracking and registry URIs, the server
+    credentials, timeouts and header provider of ``mlflow.yml``, and the experiment of
+    ``run_id`` (or of ``mlflow.yml``, created where a run would create it) made the
+    current one. Yields the experiment id; the environment is restored on exit.
+    """
+    credentials = project_credentials(context) if context is not None else None
+    with _STATE.lock:
+        saved = _apply_environment(config, project_path, credentials, context)
+    saved.setdefault("MLFLOW_EXPERIMENT_ID", os.environ.get("MLFLOW_EXPERIMENT_ID"))
+    try:
+        experiment_id = (
+            client().get_run(run_id).info.experiment_id
+            if run_id
+            else _experiment_id(config, project_path)
+        )
+        mlflow.set_experiment(experiment_id=experiment_id)
+        yield str(experiment_id)
+    finally:
+        _restore_env(saved)
 
 
 def _apply_environment(

@@ -328,6 +328,26 @@ class TestModelify:
             model.predict(INSTANCES), inference_output(project, INSTANCES)
         )
 
+    def test_modelify_without_a_run_uses_the_project_experiment(
+        self, project: Any, pipelines_option: str
+    ) -> None:
+        untracked = {**os.environ, "KEDROFLOW_DISABLE_TRACKING": "1", "COLUMNS": "400"}
+        project.kedro("run", pipelines_option, "training", env=untracked)
+        assert logged_models(project) == []  # no experiment yet
+        project.kedro("mlflow", "modelify", "-p", "inference", "-i", "instances")
+        (logged,) = logged_models(project)
+        assert logged.source_run_id is None
+        location = project.client().get_experiment(logged.experiment_id)
+        assert location.artifact_location.startswith(
+            (project.path / "mlartifacts").as_uri()
+        )
+        assert not (project.path / "mlruns").exists()
+        set_uri(project)
+        model = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
+        pd.testing.assert_frame_equal(
+            model.predict(INSTANCES), inference_output(project, INSTANCES)
+        )
+
     def test_modelify_rejects_an_unknown_input(self, project: Any) -> None:
         result = project.kedro(
             "mlflow", "modelify", "-p", "inference", "-i", "nope", check=False
