@@ -30,6 +30,64 @@ _MLFLOW_ENV = (
 )
 
 
+ROOT = Path(__file__).resolve().parent
+POSTGRES_URI_ENV = "KEDROFLOW_TEST_POSTGRES_URI"
+_STARTED_POSTGRES = pytest.StashKey[bool]()
+
+
+def _runs_integration(config: pytest.Config) -> bool:
+    target = ROOT / "tests" / "integration"
+    paths = [Path(arg.split("::", 1)[0]).resolve() for arg in config.args]
+    return not config.args or any(
+        p == target or p in target.parents or target in p.parents for p in paths
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the integration suite's PostgreSQL once, in the controlling process.
+
+    Under pytest-xdist each worker has its own session: a cluster started by one
+    worker's session fixture was stopped at its end while the other worker still used
+    it. Started here, its URI is exported to the workers (which the integration
+    fixtures then use as given) and it is stopped in ``pytest_unconfigure``. When it
+    cannot start, nothing is exported and the integration fixtures say why.
+    """
+    if hasattr(config, "workerinput") or os.environ.get(POSTGRES_URI_ENV):
+        return
+    has_binaries = shutil.which("pg_ctl") or list(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")
+    )
+    if not has_binaries or not _runs_integration(config):
+        return
+    import subprocess
+
+    script = str(ROOT / ".ci" / "postgres.sh")
+    status = subprocess.run(
+        ["bash", script, "status"], capture_output=True, text=True, check=False
+    )
+    result = status
+    if status.returncode != 0:
+        result = subprocess.run(
+            ["bash", script, "start"], capture_output=True, text=True, check=False,
+            timeout=600,
+        )  # fmt: skip
+        if result.returncode != 0:
+            return
+        config.stash[_STARTED_POSTGRES] = True
+    os.environ[POSTGRES_URI_ENV] = result.stdout.strip().splitlines()[-1]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.stash.get(_STARTED_POSTGRES, False):
+        import subprocess
+
+        subprocess.run(
+            ["bash", str(ROOT / ".ci" / "postgres.sh"), "stop"],
+            capture_output=True, check=False, timeout=120,
+        )  # fmt: skip
+        os.environ.pop(POSTGRES_URI_ENV, None)
+
+
 #: The MLflow/kedroflow environment the test session started with.
 _BASELINE_ENV = {name: os.environ.get(name) for name in _MLFLOW_ENV}
 

@@ -146,7 +146,9 @@ class MlflowHook:
         io.log_dataset_inputs(catalog, sorted(pipeline.inputs()), run_id)
         from kedroflow.packaging import log_training_model
 
-        log_training_model(run_params, pipeline, catalog, run_id)
+        log_training_model(
+            _pipeline_names(run_params), run_params, pipeline, catalog, run_id
+        )
 
 
 def _pipeline_names(run_params: dict[str, Any]) -> list[str]:

@@ -447,12 +447,17 @@ def _filters(run_params: Mapping[str, Any]) -> str:
 
 
 def log_training_model(
-    run_params: dict[str, Any], pipeline: Any, catalog: Any, run_id: str
+    pipeline_names: list[str],
+    run_params: Mapping[str, Any],
+    pipeline: Any,
+    catalog: Any,
+    run_id: str,
 ) -> None:
     """Log the inference pipeline bound to the training pipeline that just ran.
 
     Kedro hooks get a plain ``Pipeline``: the ``PipelineML`` bindings are found in the
-    project's registry by the names that were run. A binding is logged when the run
+    project's registry by ``pipeline_names``, those that were run (``run_params``,
+    normalised, name the filters in messages). A binding is logged when the run
     executed some of its training nodes and every artifact of its inference pipeline
     was produced by the run or can be loaded from storage; otherwise a WARNING says
     which artifacts are missing and why.
@@ -461,8 +466,7 @@ def log_training_model(
 
     from kedroflow.pipeline import find_pipeline_ml
 
-    names = list(run_params.get("pipeline_names") or ["__default__"])
-    bindings = find_pipeline_ml(registry, names, pipeline)
+    bindings = find_pipeline_ml(registry, pipeline_names, pipeline)
     produced = pipeline.all_outputs()
     for name, ml in bindings:
         missing = {}
