@@ -337,11 +337,11 @@ class TestModelify:
         project.kedro("mlflow", "modelify", "-p", "inference", "-i", "instances")
         (logged,) = logged_models(project)
         assert logged.source_run_id is None
-        location = project.client().get_experiment(logged.experiment_id)
-        assert location.artifact_location.startswith(
-            (project.path / "mlartifacts").as_uri()
-        )
-        assert not (project.path / "mlruns").exists()
+        # stored where the project's runs store theirs, not in MLflow's ./mlruns
+        beside_the_store = (project.path / "mlartifacts").as_uri()
+        experiment = project.client().get_experiment(logged.experiment_id)
+        assert experiment.artifact_location.startswith(beside_the_store)
+        assert logged.artifact_location.startswith(beside_the_store)
         set_uri(project)
         model = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
         pd.testing.assert_frame_equal(
