@@ -32,6 +32,7 @@ _MLFLOW_ENV = (
 
 ROOT = Path(__file__).resolve().parent
 POSTGRES_URI_ENV = "KEDROFLOW_TEST_POSTGRES_URI"
+POSTGRES_UNAVAILABLE_ENV = "_KEDROFLOW_TEST_POSTGRES_UNAVAILABLE"
 _STARTED_POSTGRES = pytest.StashKey[bool]()
 
 
@@ -47,31 +48,38 @@ def pytest_configure(config: pytest.Config) -> None:
     """Start the integration suite's PostgreSQL once, in the controlling process.
 
     Under pytest-xdist each worker has its own session: a cluster started by one
-    worker's session fixture was stopped at its end while the other worker still used
-    it. Started here, its URI is exported to the workers (which the integration
-    fixtures then use as given) and it is stopped in ``pytest_unconfigure``. When it
-    cannot start, nothing is exported and the integration fixtures say why.
+    worker's session fixture would be stopped at its end while another worker still
+    used it. Started here, its URI is exported to the workers, which inherit the
+    environment, and it is stopped in ``pytest_unconfigure``. When it cannot start,
+    the reason is exported instead, for the integration fixtures to report.
     """
     if hasattr(config, "workerinput") or os.environ.get(POSTGRES_URI_ENV):
         return
-    has_binaries = shutil.which("pg_ctl") or list(
-        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")
-    )
-    if not has_binaries or not _runs_integration(config):
+    if not _runs_integration(config):
+        return
+    if not (
+        shutil.which("pg_ctl") or list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    ):
+        os.environ[POSTGRES_UNAVAILABLE_ENV] = (
+            f"no PostgreSQL: set {POSTGRES_URI_ENV} or install PostgreSQL "
+            "(apt-get install postgresql; .ci/postgres.sh does it as root)"
+        )
         return
     import subprocess
 
     script = str(ROOT / ".ci" / "postgres.sh")
-    status = subprocess.run(
+    result = subprocess.run(
         ["bash", script, "status"], capture_output=True, text=True, check=False
     )
-    result = status
-    if status.returncode != 0:
+    if result.returncode != 0:
         result = subprocess.run(
             ["bash", script, "start"], capture_output=True, text=True, check=False,
             timeout=600,
         )  # fmt: skip
         if result.returncode != 0:
+            os.environ[POSTGRES_UNAVAILABLE_ENV] = (
+                f".ci/postgres.sh failed:\n{result.stderr[-2000:]}"
+            )
             return
         config.stash[_STARTED_POSTGRES] = True
     os.environ[POSTGRES_URI_ENV] = result.stdout.strip().splitlines()[-1]

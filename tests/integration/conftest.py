@@ -1,10 +1,11 @@
 """A real ``mlflow server`` backed by PostgreSQL, shared by the integration tests.
 
-PostgreSQL comes from ``KEDROFLOW_TEST_POSTGRES_URI`` when set (a role allowed to
-create databases), otherwise from ``.ci/postgres.sh``, which starts a throwaway cluster
-on 127.0.0.1 (and is stopped again at the end of the session if this fixture started
-it). Without PostgreSQL binaries or ``psycopg2`` the integration tests are skipped with
-the reason; ``KEDROFLOW_REQUIRE_INTEGRATION=1`` (CI) turns that skip into a failure.
+PostgreSQL comes from ``KEDROFLOW_TEST_POSTGRES_URI`` (a role allowed to create
+databases): set by the user, or by the root ``conftest.py``, which starts a throwaway
+cluster with ``.ci/postgres.sh`` once for the whole (possibly xdist) session and says
+why when it cannot. Without PostgreSQL or ``psycopg2`` the integration tests are
+skipped with the reason; ``KEDROFLOW_REQUIRE_INTEGRATION=1`` (CI) turns that skip into
+a failure.
 
 Each session gets a fresh database and one ``mlflow server --serve-artifacts`` on a free
 port, in its own process group, stopped with ``killpg`` at the end.
@@ -14,12 +15,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -28,8 +27,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 REPO = Path(__file__).resolve().parents[2]
-POSTGRES_SH = REPO / ".ci" / "postgres.sh"
 URI_ENV = "KEDROFLOW_TEST_POSTGRES_URI"
+UNAVAILABLE_ENV = "_KEDROFLOW_TEST_POSTGRES_UNAVAILABLE"  # why, from conftest.py
 REQUIRE_ENV = "KEDROFLOW_REQUIRE_INTEGRATION"
 
 
@@ -48,16 +47,10 @@ def _load_server_helper() -> Any:
 _server = _load_server_helper()
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     if os.environ.get(REQUIRE_ENV, "").strip() in {"1", "true", "yes"}:
         pytest.fail(f"{reason} ({REQUIRE_ENV} is set, so this is an error)")
     pytest.skip(reason)
-
-
-def _postgres_binaries() -> bool:
-    return bool(
-        shutil.which("pg_ctl") or list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    )
 
 
 def _with_database(uri: str, database: str, scheme: str = "postgresql") -> str:
@@ -81,7 +74,7 @@ def _admin(uri: str, *statements: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_uri() -> Iterator[str]:
+def postgres_uri() -> str:
     """The URI of a PostgreSQL role that may create databases."""
     if importlib.util.find_spec("psycopg2") is None:
         _unavailable("psycopg2 is not installed: pip install psycopg2-binary")
@@ -97,36 +90,11 @@ def postgres_uri() -> Iterator[str]:
                 f"{URI_ENV} ({urlunsplit(safe)}) does not connect: {str(exc).strip()}. Fix the URI "
                 f"(user, password, host, port) or unset {URI_ENV} to use .ci/postgres.sh."
             )
-        yield uri
-        return
-    if not _postgres_binaries():
-        _unavailable(
-            f"no PostgreSQL: set {URI_ENV} or install PostgreSQL "
-            "(apt-get install postgresql; .ci/postgres.sh does it as root)"
-        )
-    status = subprocess.run(
-        ["bash", str(POSTGRES_SH), "status"],
-        capture_output=True,
-        text=True,
-        check=False,
+        return uri
+    _unavailable(
+        os.environ.get(UNAVAILABLE_ENV)
+        or f"no PostgreSQL for this session: set {URI_ENV}"
     )
-    started = status.returncode != 0
-    result = status
-    if started:
-        result = subprocess.run(
-            ["bash", str(POSTGRES_SH)], capture_output=True, text=True, check=False,
-            timeout=600,
-        )  # fmt: skip
-        if result.returncode != 0:
-            _unavailable(f".ci/postgres.sh failed:\n{result.stderr[-2000:]}")
-    try:
-        yield result.stdout.strip().splitlines()[-1]
-    finally:
-        if started:
-            subprocess.run(
-                ["bash", str(POSTGRES_SH), "stop"], capture_output=True, check=False,
-                timeout=120,
-            )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
