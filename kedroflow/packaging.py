@@ -386,7 +386,7 @@ def log_pipeline_model(
         code_file.write_text(_MODEL_CODE)
         info = Model.log(
             artifact_path=None,
-            flavor=_pyfunc_flavor(validate),
+            flavor=_pyfunc_flavor(),
             run_id=run_id,
             python_model=str(code_file),
             model_config=config,
@@ -396,7 +396,7 @@ def log_pipeline_model(
             input_example=example,
             pip_requirements=requirements,
             tags={**(tags or {}), "kedroflow.input_name": input_name},
-            **({} if validate else {"validate_serving_input": False}),
+            validate_serving_input=validate,
             **kwargs,
         )
     if alias:
@@ -413,18 +413,17 @@ def log_pipeline_model(
     return info
 
 
-def _pyfunc_flavor(validate: bool) -> Any:
-    """``mlflow.pyfunc`` as ``Model.log``'s flavor; unless ``validate``, minus MLflow's check.
+def _pyfunc_flavor() -> Any:
+    """``mlflow.pyfunc`` as ``Model.log``'s flavor, taking ``validate_serving_input``.
 
     After saving, ``Model.log`` loads the saved model a second time to predict its input
-    example (``validate_serving_input``, on by default and not accepted by
-    ``pyfunc.save_model``). kedroflow has already loaded the model through the same
-    ``setup`` and predicted on that very sample before logging, so the second load
-    only costs time; ``log_model_kwargs={"validate_serving_input": True}`` restores it.
+    example unless its ``validate_serving_input`` keyword is false, and hands every
+    keyword on to the flavor's ``save_model``, which for pyfunc rejects that one.
+    kedroflow has already loaded the model through the same ``setup`` and predicted on
+    that very sample before logging, so it passes False by default (the second load
+    only costs time); ``log_model_kwargs={"validate_serving_input": True}`` restores it.
     """
     pyfunc = importlib.import_module("mlflow.pyfunc")
-    if validate:
-        return pyfunc
 
     def save_model(validate_serving_input: bool = True, **kwargs: Any) -> Any:
         return pyfunc.save_model(**kwargs)

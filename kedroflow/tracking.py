@@ -368,7 +368,9 @@ def stores(
     What a run gets, without a run: the tracking and registry URIs, the server
     credentials, timeouts and header provider of ``mlflow.yml``, and the experiment of
     ``run_id`` (or of ``mlflow.yml``, created where a run would create it) made the
-    current one. Yields the experiment id; the environment is restored on exit.
+    current one. Yields the experiment id. On exit the URIs and environment variables
+    are restored; the experiment stays MLflow's current one, as after
+    ``mlflow.set_experiment``.
     """
     credentials = project_credentials(context) if context is not None else None
     with _STATE.lock:
