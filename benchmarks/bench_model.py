@@ -306,7 +306,7 @@ def _project(work: Path) -> Path:
 
 
 def _train_runs(project: str, repeat: int) -> None:
-    """(subprocess) Median wall time of warm training KedroSession.run calls."""
+    """(subprocess) Wall times of warm training KedroSession.run calls, after a warm-up."""
     import logging
 
     from kedro.framework.session import KedroSession
@@ -321,22 +321,29 @@ def _train_runs(project: str, repeat: int) -> None:
             session.run(pipeline_names=["training"])
         if i:
             times.append(time.perf_counter() - start)
-    print(json.dumps(statistics.median(times)))
+    print(json.dumps(times))
 
 
-def bench_training(work: Path, repeat: int) -> None:
+def bench_training(work: Path, repeat: int, rounds: int = 3) -> None:
+    """Both variants in alternating subprocess rounds, so load drift hits them alike."""
     path = _project(work)
     env = {**os.environ, "PYTHONPATH": str(HERE)}
-    results = {}
-    for label, disable in (("without plugin", "kedroflow"), ("with model logging", "")):
-        out = subprocess.run(
-            [sys.executable, str(HERE / "bench_model.py"), "_train", str(path),
-             str(repeat)],
-            cwd=path, env={**env, "BENCH_DISABLE": disable}, check=True,
-            capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
-        results[label] = json.loads(out.stdout.strip().splitlines()[-1])
-    print("\n3. training KedroSession.run, warm, median (s)")
+    variants = {"without plugin": "kedroflow", "with model logging": ""}
+    times: dict[str, list[float]] = {label: [] for label in variants}
+    for _ in range(rounds):
+        for label, disable in variants.items():
+            out = subprocess.run(
+                [sys.executable, str(HERE / "bench_model.py"), "_train", str(path),
+                 str(repeat)],
+                cwd=path, env={**env, "BENCH_DISABLE": disable}, check=True,
+                capture_output=True, text=True, timeout=900,
+            )  # fmt: skip
+            times[label] += json.loads(out.stdout.strip().splitlines()[-1])
+    results = {label: statistics.median(t) for label, t in times.items()}
+    print(
+        f"\n3. training KedroSession.run, warm, median of {rounds} alternating rounds "
+        f"x {repeat} runs (s)"
+    )
     for label, seconds in results.items():
         print(f"   {label:>20}: {seconds:.2f}")
     ratio = results["with model logging"] / results["without plugin"]
