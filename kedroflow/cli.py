@@ -15,6 +15,8 @@ import click
 from click import ClickException as KedroflowCliError
 from kedro.framework.cli.utils import ENV_HELP
 
+from kedroflow.secrets import mask_uri
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -68,7 +70,7 @@ def ui(metadata: ProjectMetadata, env: str, port: int | None, host: str | None) 
     if uri.startswith(("http://", "https://")):
         import webbrowser
 
-        click.echo(f"The tracking server is remote: opening {uri}")
+        click.echo(f"The tracking server is remote: opening {mask_uri(uri)}")
         webbrowser.open(uri)
         return
     if uri.startswith("databricks"):
@@ -83,7 +85,9 @@ def ui(metadata: ProjectMetadata, env: str, port: int | None, host: str | None) 
     registry = config.registry_uri(metadata.project_path)
     if registry:
         command += ["--registry-store-uri", registry]
-    click.echo(f"MLflow UI on http://{host}:{port} for {uri} (Ctrl-C to stop)")
+    click.echo(
+        f"MLflow UI on http://{host}:{port} for {mask_uri(uri)} (Ctrl-C to stop)"
+    )
     sys.stdout.flush()
     os.chdir(metadata.project_path)
     try:
@@ -99,31 +103,29 @@ def ui(metadata: ProjectMetadata, env: str, port: int | None, host: str | None) 
 def sync(metadata: ProjectMetadata, env: str) -> None:
     """Upload runs tracked offline (server unreachable) to the tracking server."""
     config = _load_project_config(metadata, env)
-    from kedroflow.config import OFFLINE_STORE
     from kedroflow.offline import sync_offline_runs
+    from kedroflow.stores import Stores, offline_store
 
-    store = metadata.project_path / OFFLINE_STORE / "mlflow.db"
+    store = offline_store(metadata.project_path)
     if not store.exists():
         click.echo(f"Nothing to upload: no offline store at {store}.")
         return
-    target = config.tracking_uri(metadata.project_path)
+    target = Stores.from_config(config, metadata.project_path)
     try:
         synced = sync_offline_runs(
-            f"sqlite:///{store.as_posix()}",
-            target,
-            config.registry_uri(metadata.project_path),
+            f"sqlite:///{store.as_posix()}", target.tracking_uri, target.registry_uri
         )
     except Exception as exc:
         raise KedroflowCliError(
-            f"Upload to {target} failed: {exc}. Check that the server is up; runs "
-            "already uploaded are tagged and will not be uploaded twice."
+            f"Upload to {target.display_uri} failed: {exc}. Check that the server is "
+            "up; runs already uploaded are tagged and will not be uploaded twice."
         ) from exc
     for run in synced:
         click.echo(
             f"offline run {run.offline_run_id} -> run {run.run_id} in experiment "
             f"'{run.experiment}' ({run.models} model(s))"
         )
-    click.echo(f"{len(synced)} run(s) uploaded to {target}.")
+    click.echo(f"{len(synced)} run(s) uploaded to {target.display_uri}.")
 
 
 @mlflow_commands.command(name="modelify")
@@ -219,9 +221,9 @@ def modelify(  # noqa: PLR0917
     from kedro.framework.session import KedroSession
     from mlflow.exceptions import MlflowException
 
-    from kedroflow import tracking
     from kedroflow.errors import KedroflowError
     from kedroflow.packaging import log_pipeline_model
+    from kedroflow.stores import command_stores
 
     if pipeline_name not in pipelines:
         raise KedroflowCliError(
@@ -249,10 +251,10 @@ def modelify(  # noqa: PLR0917
     with KedroSession.create(project_path=metadata.project_path, env=env) as session:
         context = session.load_context()  # type: ignore[attr-defined]
         try:
-            with tracking.stores(
+            with command_stores(
                 config, project_path=metadata.project_path, context=context,
                 run_id=run_id,
-            ):  # fmt: skip
+            ) as used:  # fmt: skip
                 info = log_pipeline_model(
                     pipeline, context.catalog, input_name=input_name,
                     output_name=output_name, run_id=run_id,
@@ -260,6 +262,7 @@ def modelify(  # noqa: PLR0917
                     log_model_kwargs={k: v for k, v in kwargs.items() if v is not None}
                     | {k: kwargs[k] for k in ("signature", "input_example")},
                     tags={"kedroflow.pipeline": pipeline_name},
+                    client=used.stores.client,
                 )  # fmt: skip
         except KedroflowError as exc:
             raise KedroflowCliError(str(exc)) from None
@@ -267,7 +270,10 @@ def modelify(  # noqa: PLR0917
             raise KedroflowCliError(
                 f"MLflow refused the model: {exc.message}"
             ) from None
-    click.echo(f"Model of pipeline '{pipeline_name}' logged: {info.model_uri}")
+    click.echo(
+        f"Model of pipeline '{pipeline_name}' logged: {info.model_uri} "
+        f"(tracking store {used.stores.display_uri})"
+    )
     if info.registered_model_version:
         click.echo(
             f"Registered as {registered_model_name} v{info.registered_model_version}"

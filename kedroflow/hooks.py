@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from kedro.framework.hooks import hook_impl
 
-from kedroflow import __version__
 from kedroflow.config import (
     TRACKING_OFF_ENV,
     KedroflowConfig,
@@ -25,6 +24,7 @@ from kedroflow.config import (
     register_resolvers,
     tracking_disabled_by_env,
 )
+from kedroflow.provenance import pipeline_names
 
 if TYPE_CHECKING:
     from kedro.framework.context import KedroContext
@@ -42,16 +42,10 @@ class MlflowHook:
         self._context: KedroContext | None = None
         self._tracked: set[str] = set()  # Kedro run ids with an open MLflow run
 
-    @property
-    def config(self) -> KedroflowConfig | None:
-        """The validated ``mlflow.yml`` of the last context created, if any."""
-        return self._config
-
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
         register_resolvers()
-        package = _package_name()
-        self._config = load_config(context.config_loader, package)
+        self._config = load_config(context.config_loader, _package_name())
         self._context = context
 
     @hook_impl
@@ -62,7 +56,7 @@ class MlflowHook:
         if config is None or context is None:
             return  # a runner used outside a KedroSession: nothing to track
         run_params = normalize_run_params(run_params)
-        names = _pipeline_names(run_params)
+        names = pipeline_names(run_params)
         if tracking_disabled_by_env() or config.is_pipeline_disabled(names):
             # decided before importing MLflow: an untracked run never loads it
             logger.info(
@@ -70,34 +64,36 @@ class MlflowHook:
             )
             os.environ[TRACKING_OFF_ENV] = "1"
             return
-        from kedroflow import io, tracking
+        from kedroflow import io, provenance, stores, tracking
 
         project_path = Path(context.project_path)
-        git_tags, diff = tracking.git_info(project_path)
-        tags = {**git_tags, **_run_tags(config, run_params, context, project_path)}
-        run_id = tracking.start_run(
+        git_tags, diff = provenance.git_info(project_path)
+        tags = provenance.run_tags(
+            config, run_params, env=context.env, project_path=project_path
+        )
+        run = tracking.start_run(
             config,
             project_path=project_path,
             run_name=config.tracking.run.name or "+".join(names),
-            tags=tags,
-            credentials=tracking.project_credentials(context),
+            tags={**git_tags, **tags},
+            credentials=stores.project_credentials(context),
             context=context,
         )
         self._tracked.add(str(run_params.get("run_id")))
         try:
             params = _consumed_params(pipeline, catalog, run_params)
-            tracking.log_params(params, config.tracking.params, run_id)
+            run = tracking.log_params(run, params, config.tracking.params)
             if diff:
-                tracking.log_text(diff, "git/uncommitted.diff", run_id)
+                tracking.log_text(run, diff, "git/uncommitted.diff")
             io.bind_catalog_names(catalog, pipeline.datasets())
         except BaseException as error:
             tracking.end_run("FAILED", error)
             raise
         logger.info(
             "kedroflow: MLflow run %s (experiment '%s') at %s",
-            run_id,
+            run.run_id,
             config.tracking.experiment.name,
-            config.tracking_uri(project_path),
+            run.stores.display_uri,
         )
 
     @hook_impl
@@ -138,22 +134,22 @@ class MlflowHook:
         self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
     ) -> None:
         """Record the run's data inputs and, for a training pipeline, its model."""
-        from kedroflow import io, tracking
-
-        run_id = tracking.current_run_id()
-        if run_id is None:
-            return
-        io.log_dataset_inputs(catalog, sorted(pipeline.inputs()), run_id)
+        from kedroflow import tracking
+        from kedroflow.io.lineage import log_dataset_inputs
         from kedroflow.packaging import log_training_model
 
+        run = tracking.current_run()
+        if run is None:
+            return
+        log_dataset_inputs(catalog, sorted(pipeline.inputs()), run)
         log_training_model(
-            _pipeline_names(run_params), run_params, pipeline, catalog, run_id
+            pipeline_names(run_params),
+            run_params,
+            pipeline,
+            catalog,
+            run_id=run.run_id,
+            client=run.stores.client,
         )
-
-
-def _pipeline_names(run_params: dict[str, Any]) -> list[str]:
-    """Selected pipelines of normalised ``run_params`` (none means ``__default__``)."""
-    return list(run_params["pipeline_names"] or ["__default__"])
 
 
 def _package_name() -> str | None:
@@ -166,14 +162,16 @@ def _consumed_params(
     pipeline: Pipeline, catalog: CatalogProtocol, run_params: dict[str, Any]
 ) -> dict[str, Any]:
     """Parameters the selected pipeline consumes, plus ``--params`` overrides."""
+    from kedro.io.core import is_parameter
+
+    from kedroflow.params import flatten, parameter_name
+
     params: dict[str, Any] = {}
-    for name in sorted(pipeline.all_inputs()):
+    for name in sorted(filter(is_parameter, pipeline.all_inputs())):
         if name == "parameters":
             params.update(catalog[name].load())
-        elif name.startswith("params:"):
-            params[name[len("params:") :]] = catalog[name].load()
-    from kedroflow.tracking import flatten
-
+        else:
+            params[parameter_name(name)] = catalog[name].load()
     runtime = run_params.get("runtime_params") or {}
     for dotted, value in flatten(dict(runtime), "", ".", True).items():
         key = dotted.lstrip(".")
@@ -182,45 +180,6 @@ def _consumed_params(
         if not prefixes & params.keys():
             params[key] = value
     return params
-
-
-def _run_tags(
-    config: KedroflowConfig,
-    run_params: dict[str, Any],
-    context: KedroContext,
-    project_path: Path,
-) -> dict[str, Any]:
-    import kedro
-    import mlflow
-
-    from kedroflow import tracking
-
-    names = _pipeline_names(run_params)
-    env = run_params.get("env") or context.env
-    tags: dict[str, Any] = {
-        "kedro.pipeline": "+".join(names),
-        "kedro.env": env or _default_env(),
-        "kedro.session_id": run_params.get("run_id"),
-        "kedro.runner": tracking.runner_name(run_params.get("runner")),
-        "kedro.command": tracking.kedro_command(
-            run_params, config.tracking.params.redact
-        ),
-        "kedro.project": project_path.name,
-        "kedro.version": kedro.__version__,
-        "kedroflow.version": __version__,
-        "kedroflow.mlflow_version": mlflow.__version__,
-    }
-    if _package_name():
-        tags["kedro.package"] = _package_name()
-    tags.update({str(k): v for k, v in config.tracking.run.tags.items()})
-    return {k: v for k, v in tags.items() if v is not None}
-
-
-def _default_env() -> str:
-    from kedro.framework.project import settings
-
-    args = getattr(settings, "CONFIG_LOADER_ARGS", {}) or {}
-    return str(args.get("default_run_env", "local"))
 
 
 mlflow_hook = MlflowHook()

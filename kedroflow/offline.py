@@ -20,9 +20,10 @@ from mlflow.entities.logged_model_status import LoggedModelStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from kedroflow.stores import OFFLINE_FOR_TAG
+
 logger = logging.getLogger(__name__)
 
-OFFLINE_TAG = "kedroflow.offline_for"
 SYNCED_TAG = "kedroflow.synced_to"
 
 
@@ -49,7 +50,7 @@ def sync_offline_runs(
         )
         for run in runs:
             tags = run.data.tags
-            if OFFLINE_TAG not in tags or SYNCED_TAG in tags:
+            if OFFLINE_FOR_TAG not in tags or SYNCED_TAG in tags:
                 continue
             synced.append(_sync_run(source, target, experiment.name, run))
     return synced

@@ -33,6 +33,7 @@ from kedroflow.model import (
 
 if TYPE_CHECKING:
     from kedro.pipeline import Pipeline
+    from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
 
@@ -322,13 +323,14 @@ def log_pipeline_model(
     kpm_kwargs: Mapping[str, Any] | None = None,
     log_model_kwargs: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
+    client: MlflowClient | None = None,
 ) -> Any:
     """Log ``inference`` with its artifacts as a pyfunc model; return MLflow's ``ModelInfo``.
 
     ``log_model_kwargs`` are those of :func:`kedroflow.pipeline_ml_factory`. The model
     is linked to ``run_id`` (when given) and its input sample, read from the catalog's
     ``input_name``, gives the signature and input example. MLflow must be configured
-    (tracking URI) by the caller.
+    (tracking URI) by the caller; ``client``, on the same stores, sets the alias.
     """
     from mlflow.models import Model, infer_signature
 
@@ -402,7 +404,7 @@ def log_pipeline_model(
     if alias:
         from mlflow import MlflowClient
 
-        MlflowClient().set_registered_model_alias(
+        (client or MlflowClient()).set_registered_model_alias(
             kwargs["registered_model_name"], alias, str(info.registered_model_version)
         )
     logger.info(
@@ -450,7 +452,9 @@ def log_training_model(
     run_params: Mapping[str, Any],
     pipeline: Any,
     catalog: Any,
+    *,
     run_id: str,
+    client: MlflowClient | None = None,
 ) -> None:
     """Log the inference pipeline bound to the training pipeline that just ran.
 
@@ -499,4 +503,5 @@ def log_training_model(
             ml.inference, catalog, input_name=ml.input_name,
             output_name=ml.output_name, run_id=run_id, kpm_kwargs=ml.kpm_kwargs,
             log_model_kwargs=ml.log_model_kwargs, tags={"kedroflow.pipeline": name},
+            client=client,
         )  # fmt: skip

@@ -5,25 +5,41 @@ from mlflow.utils import validation as mlflow_limits
 
 from kedroflow.config import ParamsConfig
 from kedroflow.errors import TrackingError
-from kedroflow.tracking import kedro_command, prepare_params, runner_name, sanitize_key
+from kedroflow.params import Limits, PreparedParams, sanitize_key
+from kedroflow.params import prepare_params as _prepare
+from kedroflow.provenance import kedro_command, runner_name
+from kedroflow.secrets import Secrets
+from kedroflow.stores import limits
+
+LIMITS: Limits = limits()
+
+
+def prepare_params(
+    params: dict, settings: ParamsConfig, secrets: Secrets | None = None
+) -> PreparedParams:
+    return _prepare(params, settings, limits=LIMITS, secrets=secrets or Secrets())
 
 
 class TestPrepareParams:
     def test_values_are_strings_and_prefix_dropped(self) -> None:
-        values, tags = prepare_params({"params:a": 1, "b": [1, 2]}, ParamsConfig())
+        values, tags, _ = prepare_params({"params:a": 1, "b": [1, 2]}, ParamsConfig())
         assert values == {"a": "1", "b": "[1, 2]"}
         assert tags == {}
 
     def test_flatten_recursive(self) -> None:
         settings = ParamsConfig.model_validate({"dict_params": {"flatten": True}})
-        values, _ = prepare_params({"model": {"lr": 0.1, "opt": {"beta": 2}}}, settings)
+        values, _, _ = prepare_params(
+            {"model": {"lr": 0.1, "opt": {"beta": 2}}}, settings
+        )
         assert values == {"model.lr": "0.1", "model.opt.beta": "2"}
 
     def test_flatten_one_level_with_sep(self) -> None:
         settings = ParamsConfig.model_validate(
             {"dict_params": {"flatten": True, "recursive": False, "sep": "/"}}
         )
-        values, _ = prepare_params({"model": {"lr": 0.1, "opt": {"beta": 2}}}, settings)
+        values, _, _ = prepare_params(
+            {"model": {"lr": 0.1, "opt": {"beta": 2}}}, settings
+        )
         assert values == {"model/lr": "0.1", "model/opt": "{'beta': 2}"}
 
     @pytest.mark.parametrize(
@@ -33,16 +49,16 @@ class TestPrepareParams:
          "private_key", "access_key", "db.pwd"],
     )  # fmt: skip
     def test_default_redaction(self, name: str) -> None:
-        values, _ = prepare_params({name: "hunter2"}, ParamsConfig())
+        values, _, _ = prepare_params({name: "hunter2"}, ParamsConfig())
         assert values == {name: "***"}
 
     @pytest.mark.parametrize("name", ["tokenizer", "max_tokens", "author", "n_keys"])
     def test_no_false_positive_on_common_names(self, name: str) -> None:
-        values, _ = prepare_params({name: "value"}, ParamsConfig())
+        values, _, _ = prepare_params({name: "value"}, ParamsConfig())
         assert values == {name: "value"}
 
     def test_redaction_inside_dict_values(self) -> None:
-        values, _ = prepare_params(
+        values, _, _ = prepare_params(
             {"db": {"host": "h", "password": "hunter2", "nested": [{"token": "t0k"}]}},
             ParamsConfig(),
         )
@@ -52,12 +68,12 @@ class TestPrepareParams:
 
     def test_redaction_with_flatten(self) -> None:
         settings = ParamsConfig.model_validate({"dict_params": {"flatten": True}})
-        values, _ = prepare_params({"db": {"host": "h", "password": "x"}}, settings)
+        values, _, _ = prepare_params({"db": {"host": "h", "password": "x"}}, settings)
         assert values == {"db.host": "h", "db.password": "***"}
 
     def test_custom_patterns_replace_defaults(self) -> None:
         settings = ParamsConfig.model_validate({"redact": ["^seed$"]})
-        values, _ = prepare_params({"seed": 3, "password": "p"}, settings)
+        values, _, _ = prepare_params({"seed": 3, "password": "p"}, settings)
         assert values == {"seed": "***", "password": "p"}
 
     def test_long_value_fails_with_the_fix(self) -> None:
@@ -70,12 +86,12 @@ class TestPrepareParams:
     def test_long_value_truncate(self) -> None:
         long = "x" * (mlflow_limits.MAX_PARAM_VAL_LENGTH + 10)
         settings = ParamsConfig(long_params_strategy="truncate")
-        values, _ = prepare_params({"big": long}, settings)
+        values, _, _ = prepare_params({"big": long}, settings)
         assert len(values["big"]) == mlflow_limits.MAX_PARAM_VAL_LENGTH
 
     def test_long_value_tag_is_clipped_to_tag_limit(self) -> None:
         long = "x" * (mlflow_limits.MAX_TAG_VAL_LENGTH + 10)
-        values, tags = prepare_params(
+        values, tags, _ = prepare_params(
             {"big": long}, ParamsConfig(long_params_strategy="tag")
         )
         assert values == {}
@@ -83,7 +99,7 @@ class TestPrepareParams:
 
     def test_configured_max_length(self) -> None:
         settings = ParamsConfig(long_params_strategy="truncate", max_length=5)
-        values, _ = prepare_params({"a": "abcdefgh"}, settings)
+        values, _, _ = prepare_params({"a": "abcdefgh"}, settings)
         assert values == {"a": "abcde"}
 
 
@@ -93,7 +109,7 @@ class TestKeys:
         [("params:a.b", "a.b"), ("a@b", "a_b"), ("/lead", "lead"), ("a..b", "a_.b")],
     )
     def test_sanitize(self, name: str, key: str) -> None:
-        assert sanitize_key(name) == key
+        assert sanitize_key(name, LIMITS.key) == key
 
 
 class TestKedroCommand:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from kedroflow.io._base import MlflowBaseDataset
 from kedroflow.io.artifact_dataset import MlflowArtifactDataset
-from kedroflow.io.lineage import log_dataset_inputs as _log_dataset_inputs
 from kedroflow.io.metric_dataset import (
     MlflowMetricDataset,
     MlflowMetricHistoryDataset,
@@ -34,7 +33,6 @@ __all__ = [
     "MlflowModelRegistryDataset",
     "MlflowModelTrackingDataset",
     "bind_catalog_names",
-    "log_dataset_inputs",
 ]
 
 
@@ -51,8 +49,3 @@ def bind_catalog_names(catalog: Any, names: Iterable[str]) -> None:
         dataset = catalog.get(name)
         if isinstance(dataset, MlflowBaseDataset):
             dataset.bind_name(name)
-
-
-def log_dataset_inputs(catalog: Any, names: Iterable[str], run_id: str) -> None:
-    """Record the persisted datasets a run read as MLflow dataset inputs (one request)."""
-    _log_dataset_inputs(catalog, names, run_id)

@@ -1,8 +1,8 @@
 """What every kedroflow dataset shares: its catalog name, the run it logs to, errors.
 
 A dataset never asks the hook for anything: the run comes from
-:func:`kedroflow.tracking.current_run_id` (which works in ThreadRunner threads and
-ParallelRunner workers), and the hook only gives each dataset its catalog entry name
+:func:`kedroflow.tracking.current_run` (which works in ThreadRunner threads and
+ParallelRunner workers) with the stores it lives in, and the hook only gives each dataset its catalog entry name
 through :meth:`MlflowBaseDataset.bind_name` before the first node runs.
 """
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +60,19 @@ class MlflowBaseDataset(AbstractDataset[_DI, _DO]):
         """True while the ``kedro run`` in progress has tracking switched off."""
         return tracking.tracking_disabled()
 
+    @staticmethod
+    def _current_run_id() -> str | None:
+        run = tracking.current_run()
+        return run.run_id if run is not None else None
+
+    @staticmethod
+    def _client() -> MlflowClient:
+        """A client on the current run's stores (MLflow's own outside a kedro run)."""
+        return tracking.current_stores().client
+
     def _run_for(self, action: str, run_id: str | None = None) -> str:
         """The run to ``action`` with: ``run_id`` if given, else the current run."""
-        found = run_id or tracking.current_run_id()
+        found = run_id or self._current_run_id()
         if found is None:
             raise MlflowDatasetError(
                 f"Dataset {self._label()} cannot {action}: no MLflow run is open. Run it "
@@ -79,7 +90,7 @@ class MlflowBaseDataset(AbstractDataset[_DI, _DO]):
         if run_id and code == "RESOURCE_DOES_NOT_EXIST" and "run" in str(error).lower():
             return MlflowDatasetError(
                 f"Dataset {self._label()} cannot {action}: MLflow run '{run_id}' does "
-                f"not exist in the tracking store {tracking.client().tracking_uri}. "
+                f"not exist in the tracking store {tracking.current_stores().display_uri}. "
                 "Check `run_id:` in its catalog entry (copy the id from the MLflow UI) "
                 "and that mlflow.yml points at the store holding that run."
             )
@@ -98,11 +109,6 @@ def mapping_arg(value: Any, name: str, owner: str) -> dict[str, Any]:
             f"{type(value).__name__} {value!r}."
         )
     return dict(value)
-
-
-def metadata_or_empty(metadata: dict[str, Any] | None) -> dict[str, Any]:
-    """A copy of the user's ``metadata`` (never None)."""
-    return dict(metadata or {})
 
 
 _WORKFLOWS = ("python_model", "loader_module")

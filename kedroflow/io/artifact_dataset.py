@@ -18,7 +18,6 @@ from typing import Any
 from kedro.io import AbstractDataset, AbstractVersionedDataset, Version
 from mlflow.exceptions import MlflowException
 
-from kedroflow import tracking
 from kedroflow.errors import MlflowDatasetError
 from kedroflow.io._base import MlflowBaseDataset
 
@@ -169,7 +168,7 @@ class MlflowArtifactDataset(MlflowBaseDataset[Any, Any]):
             return
         run_id = self._run_for("log its artifact", self._run_id)  # fail before writing
         self._dataset.save(data)
-        mlflow_client = tracking.client()
+        mlflow_client = self._client()
         try:
             for local, folder in self._written_files(data):
                 if Path(local).is_dir():
@@ -218,7 +217,7 @@ class MlflowArtifactDataset(MlflowBaseDataset[Any, Any]):
             target.mkdir(parents=True, exist_ok=True)
             error: Exception | None = None
             try:
-                tracking.client().download_artifacts(
+                self._client().download_artifacts(
                     run_id, self.artifact_name(), str(target)
                 )
             except (MlflowException, OSError) as exc:
@@ -243,7 +242,7 @@ class MlflowArtifactDataset(MlflowBaseDataset[Any, Any]):
             return self._dataset.exists()
         try:
             return bool(
-                tracking.client().list_artifacts(self._run_id, self._artifact_path)
+                self._client().list_artifacts(self._run_id, self._artifact_path)
             )
         except MlflowException:
             return False

@@ -18,15 +18,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kedro.io import AbstractDataset, AbstractVersionedDataset
+from kedro.io.core import is_parameter
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
 
-from kedroflow import tracking
 from kedroflow.io.artifact_dataset import MlflowArtifactDataset
 from kedroflow.io.model_dataset import MlflowModelRegistryDataset
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from kedroflow.tracking import CurrentRun
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +40,15 @@ _CSV_ARGS = ("sep", "delimiter", "header", "encoding", "decimal", "skiprows")
 
 
 def log_dataset_inputs(
-    catalog: Any, names: Iterable[str], run_id: str
+    catalog: Any, names: Iterable[str], run: CurrentRun
 ) -> list[Dataset]:
-    """Record every persisted dataset of ``names`` as an input of ``run_id``.
+    """Record every persisted dataset of ``names`` as an input of ``run`` (one request).
 
     Parameters and in-memory datasets are skipped. Returns what was logged.
     """
     datasets: list[Dataset] = []
     for name in names:
-        if name == "parameters" or name.startswith("params:"):
+        if is_parameter(name):
             continue
         try:
             if catalog.get_type(name) is None:
@@ -63,7 +65,7 @@ def log_dataset_inputs(
             for d in datasets
         ]
         try:
-            tracking.client().log_inputs(run_id, datasets=inputs)
+            run.stores.client.log_inputs(run.run_id, datasets=inputs)
         except MlflowException as error:
             logger.warning(
                 "kedroflow: could not record the run's %d dataset inputs: %s",

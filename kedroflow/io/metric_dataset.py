@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
-from kedroflow import tracking
 from kedroflow.errors import MlflowDatasetError
 from kedroflow.io._base import MlflowBaseDataset, mapping_arg
+from kedroflow.params import sanitize_key
+from kedroflow.stores import limits
 
 logger = logging.getLogger(__name__)
 
@@ -39,32 +40,32 @@ class _MetricBase(MlflowBaseDataset[Any, Any]):
                 "entry (or `key=` in Python). Inside `kedro run` the key defaults to "
                 "the catalog entry name."
             )
-        return tracking.sanitize_key(key)
+        return sanitize_key(key, limits().key)
 
     def _log(self, run_id: str, metrics: list[Metric]) -> None:
         try:
-            tracking.client().log_batch(run_id, metrics=metrics)
+            self._client().log_batch(run_id, metrics=metrics)
         except MlflowException as error:
             raise self._mlflow_error(error, "log metrics", run_id) from error
 
     def _history(self, run_id: str, key: str) -> list[Metric]:
         try:
-            history = tracking.client().get_metric_history(run_id, key)
+            history = self._client().get_metric_history(run_id, key)
         except MlflowException as error:
             raise self._mlflow_error(error, "read metrics", run_id) from error
         if not history and self._run_id:  # an unknown run id reads as no history
             try:
-                tracking.client().get_run(run_id)
+                self._client().get_run(run_id)
             except MlflowException as error:
                 raise self._mlflow_error(error, "read metrics", run_id) from error
         return sorted(history, key=lambda m: (m.step, m.timestamp))
 
     def _exists(self) -> bool:
-        run_id = self._run_id or tracking.current_run_id()
+        run_id = self._run_id or self._current_run_id()
         if run_id is None or (self._key is None and self._catalog_name is None):
             return False
         try:
-            return self.key in tracking.client().get_run(run_id).data.metrics
+            return self.key in self._client().get_run(run_id).data.metrics
         except MlflowException:
             return False
 
@@ -377,12 +378,14 @@ class MlflowMetricsHistoryDataset(_MetricBase):
         return self._catalog_name or ""
 
     def _full_key(self, name: str) -> str:
-        return tracking.sanitize_key(f"{self.prefix}.{name}" if self.prefix else name)
+        return sanitize_key(
+            f"{self.prefix}.{name}" if self.prefix else name, limits().key
+        )
 
     def load(self) -> dict[str, Any]:
         run_id = self._run_for("load its metrics", self._run_id)
         try:
-            keys = tracking.client().get_run(run_id).data.metrics
+            keys = self._client().get_run(run_id).data.metrics
         except MlflowException as error:
             raise self._mlflow_error(error, "load its metrics", run_id) from error
         start = f"{self.prefix}." if self.prefix else ""
@@ -427,12 +430,12 @@ class MlflowMetricsHistoryDataset(_MetricBase):
         self._log(run_id, metrics)
 
     def _exists(self) -> bool:
-        run_id = self._run_id or tracking.current_run_id()
+        run_id = self._run_id or self._current_run_id()
         if run_id is None:
             return False
         start = f"{self.prefix}." if self.prefix else ""
         try:
-            metrics = tracking.client().get_run(run_id).data.metrics
+            metrics = self._client().get_run(run_id).data.metrics
         except MlflowException:
             return False
         return any(key.startswith(start) for key in metrics)

@@ -20,7 +20,6 @@ from kedro.io.core import get_filepath_str, get_protocol_and_path
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 from mlflow.exceptions import MlflowException
 
-from kedroflow import tracking
 from kedroflow.errors import MlflowDatasetError
 from kedroflow.io._base import (
     MlflowBaseDataset,
@@ -47,7 +46,7 @@ class _LoggingModelDataset(MlflowBaseDataset[Any, Any]):
         if "artifact_path" in save_args:  # MLflow 2 name of `name`
             save_args.setdefault("name", save_args.pop("artifact_path"))
         name = save_args.pop("name", None) or self._catalog_name or "model"
-        mlflow_client = tracking.client()
+        mlflow_client = self._client()
         try:
             run = mlflow_client.get_run(run_id)
         except MlflowException as error:
@@ -308,7 +307,7 @@ class MlflowModelRegistryDataset(_LoggingModelDataset):
         info = self._log_model(data, save_args)
         version = info.registered_model_version
         if self._alias and version is not None:
-            tracking.client().set_registered_model_alias(
+            self._client().set_registered_model_alias(
                 self._model_name, self._alias, str(version)
             )
 

@@ -37,8 +37,9 @@ def fail(alpha):
 def where_am_i(alpha, index):
     # Runs in a ThreadRunner worker: log through the run id, as kedroflow's datasets do.
     time.sleep(0.2)  # keep several nodes in flight at once
-    run_id = tracking.current_run_id()
-    tracking.client().log_metric(run_id, f"node_{index}", alpha)
+    run = tracking.current_run()
+    run_id = run.run_id
+    run.stores.client.log_metric(run_id, f"node_{index}", alpha)
     return {"run_id": run_id, "thread": threading.get_ident()}
 """
 

@@ -11,8 +11,8 @@ import mlflow
 import pandas as pd
 from kedro.io import DataCatalog
 
-from kedroflow.io import log_dataset_inputs
-from kedroflow.io.lineage import CONTENT_HASH_LIMIT, file_digest
+from kedroflow import tracking
+from kedroflow.io.lineage import CONTENT_HASH_LIMIT, file_digest, log_dataset_inputs
 
 
 def inputs_of(client: Any, run_id: str) -> dict[str, Any]:
@@ -56,7 +56,9 @@ class TestLogDatasetInputs:
         catalog.save("table", pd.DataFrame({"a": [1.5], "b": ["x"]}))
         catalog["in_memory"] = 3
         log_dataset_inputs(
-            catalog, ["table", "remote", "in_memory", "params:x", "missing"], run_id
+            catalog,
+            ["table", "remote", "in_memory", "params:x", "missing"],
+            tracking.current_run(),
         )
         inputs = inputs_of(mlflow.MlflowClient(), run_id)
         assert sorted(inputs) == ["remote", "table"]

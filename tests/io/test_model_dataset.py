@@ -53,10 +53,11 @@ class TestModelsThroughKedroRun:
 
 class TestMlflowModelTrackingDataset:
     def test_a_worker_thread_links_the_model_to_the_run(
-        self, run_id: str, monkeypatch: Any
+        self, run_id: str, tracking_uri: str, monkeypatch: Any
     ) -> None:
         # as in a kedro run: the run is known to kedroflow, not active in the thread
         monkeypatch.setenv(tracking.RUN_ID_ENV_VAR, run_id)
+        monkeypatch.setenv(tracking.TRACKING_URI_ENV_VAR, tracking_uri)
         dataset = MlflowModelTrackingDataset(
             flavor="mlflow.sklearn", save_args={**SAVE_ARGS, "name": "clf"}
         )
