@@ -160,34 +160,55 @@ def mlflow_server(
         server.stop()
 
 
+#: Artifact uploads and downloads are counted together, whatever the file.
+_ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts/"
+
+
 @dataclass
 class RequestCounter:
     """Count the HTTP requests this process sends to ``url`` while the block runs.
 
+    Counts what goes through ``requests`` (every MLflow REST call and proxied artifact
+    transfer) and through ``urllib.request`` (kedroflow's reachability probe).
     ``calls`` holds ``(method, path)`` per request, for profiling where they come from.
     """
 
     url: str
     calls: list[tuple[str, str]] = field(default_factory=list)
     _original: Any = None
+    _original_urllib: Any = None
 
     def __enter__(self) -> RequestCounter:
+        import urllib.request
+
         import requests
 
         netloc = urlsplit(self.url).netloc
         original = requests.Session.request
+        original_urllib = urllib.request.OpenerDirector.open
         calls = self.calls
+
+        def count(method: str, url: str) -> None:
+            parts = urlsplit(url)
+            if parts.netloc.rpartition("@")[2] == netloc:
+                calls.append((method.upper(), parts.path))
 
         def request(
             session: Any, method: str, url: str, *args: Any, **kwargs: Any
         ) -> Any:
-            parts = urlsplit(url)
-            if parts.netloc == netloc:
-                calls.append((method.upper(), parts.path))
+            count(method, url)
             return original(session, method, url, *args, **kwargs)
 
-        self._original = original
+        def open_url(opener: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(url, str):
+                count("GET" if not args or args[0] is None else "POST", url)
+            else:
+                count(url.get_method(), url.full_url)
+            return original_urllib(opener, url, *args, **kwargs)
+
+        self._original, self._original_urllib = original, original_urllib
         requests.Session.request = request  # type: ignore[method-assign]
+        urllib.request.OpenerDirector.open = open_url  # type: ignore[method-assign]
         return self
 
     def __exit__(
@@ -196,9 +217,12 @@ class RequestCounter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        import urllib.request
+
         import requests
 
         requests.Session.request = self._original  # type: ignore[method-assign]
+        urllib.request.OpenerDirector.open = self._original_urllib  # type: ignore[method-assign]
 
     @property
     def count(self) -> int:
@@ -211,5 +235,8 @@ class RequestCounter:
 
     def by_endpoint(self) -> dict[str, int]:
         """``"METHOD /path" -> count``, most frequent first."""
-        counts = collections.Counter(f"{m} {p}" for m, p in self.calls)
+        counts = collections.Counter(
+            f"{m} {_ARTIFACTS}..." if p.startswith(_ARTIFACTS) else f"{m} {p}"
+            for m, p in self.calls
+        )
         return dict(counts.most_common())
