@@ -171,7 +171,7 @@ def bench_predict(work: Path, repeat: int) -> tuple[str, dict[str, Any]]:
     print("\n1. predict p50 (ms): pyfunc / PythonModel.predict / direct calls")
     # the direct calls use the very objects the model loaded (an unpickled forest
     # predicts faster than the freshly fitted one: same objects, same bound)
-    loaded = {k: raw._static[k] for k in ("medians", "scaler", "model")}
+    loaded = {k: raw.loaded_inputs[k] for k in ("medians", "scaler", "model")}
     schema = model.metadata.get_input_schema()
     for rows in (1, 1000):
         x = _data(rows, seed=1)[0]

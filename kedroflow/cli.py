@@ -13,16 +13,22 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from click import ClickException as KedroflowCliError
-from kedro.framework.cli.utils import ENV_HELP
+from kedro.framework.cli.utils import env_option
 
 from kedroflow.secrets import mask_uri
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from kedro.framework.startup import ProjectMetadata
 
 DEFAULT_ENV = "local"
+#: Kedro's own ``--env`` option; kedroflow's commands default to ``local``, where
+#: ``kedro mlflow init`` writes (Kedro's default is None: its default run env).
+env: Callable[[Callable[..., Any]], Callable[..., Any]] = env_option(
+    default=DEFAULT_ENV, show_default=True
+)
 
 
 @click.group(name="kedroflow")
@@ -36,7 +42,7 @@ def mlflow_commands() -> None:
 
 
 @mlflow_commands.command(name="init")
-@click.option("--env", "-e", default=DEFAULT_ENV, show_default=True, help=ENV_HELP)
+@env
 @click.option("--force", "-f", is_flag=True, help="Overwrite an existing mlflow.yml.")
 @click.option("--silent", "-s", is_flag=True, help="Print nothing on success.")
 @click.pass_obj
@@ -57,7 +63,7 @@ def init(metadata: ProjectMetadata, env: str, force: bool, silent: bool) -> None
 
 
 @mlflow_commands.command(name="ui")
-@click.option("--env", "-e", default=DEFAULT_ENV, show_default=True, help=ENV_HELP)
+@env
 @click.option("--port", "-p", type=int, default=None, help="Port (default: ui.port).")
 @click.option("--host", "-h", default=None, help="Host (default: ui.host).")
 @click.pass_obj
@@ -98,7 +104,7 @@ def ui(metadata: ProjectMetadata, env: str, port: int | None, host: str | None) 
 
 
 @mlflow_commands.command(name="sync")
-@click.option("--env", "-e", default=DEFAULT_ENV, show_default=True, help=ENV_HELP)
+@env
 @click.pass_obj
 def sync(metadata: ProjectMetadata, env: str) -> None:
     """Upload runs tracked offline (server unreachable) to the tracking server."""
@@ -147,7 +153,7 @@ def sync(metadata: ProjectMetadata, env: str) -> None:
     default=None,
     help="Output returned by predict() (needed if there are several).",
 )
-@click.option("--env", "-e", default=DEFAULT_ENV, show_default=True, help=ENV_HELP)
+@env
 @click.option(
     "--model-name", default="model", show_default=True, help="Name of the logged model."
 )
@@ -297,8 +303,9 @@ def _load_project_config(metadata: ProjectMetadata, env: str) -> Any:
     from kedro.framework.project import settings
     from kedro.framework.startup import bootstrap_project
 
-    from kedroflow.config import load_config, register_resolvers
+    from kedroflow.config import load_config
     from kedroflow.errors import ConfigError
+    from kedroflow.run_names import register_resolvers
 
     bootstrap_project(metadata.project_path)
     conf_root = _env_dir(metadata, env).parent

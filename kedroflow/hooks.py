@@ -21,10 +21,10 @@ from kedroflow.config import (
     KedroflowConfig,
     load_config,
     normalize_run_params,
-    register_resolvers,
     tracking_disabled_by_env,
 )
 from kedroflow.provenance import pipeline_names
+from kedroflow.run_names import register_resolvers
 
 if TYPE_CHECKING:
     from kedro.framework.context import KedroContext
@@ -136,7 +136,7 @@ class MlflowHook:
         """Record the run's data inputs and, for a training pipeline, its model."""
         from kedroflow import tracking
         from kedroflow.io.lineage import log_dataset_inputs
-        from kedroflow.packaging import log_training_model
+        from kedroflow.training import log_training_model
 
         run = tracking.current_run()
         if run is None:

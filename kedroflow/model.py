@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import importlib
 import logging
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd  # noqa: TC002 (MLflow reads the predict type hint)
@@ -160,6 +161,11 @@ class KedroPipelineModel(PythonModel):
         self._copy = {
             base_name(k): v for k, v in (config.get("copy_mode") or {}).items()
         }
+
+    @property
+    def loaded_inputs(self) -> Mapping[str, Any]:
+        """The parameters and artifacts ``setup`` loaded, by dataset name (read-only)."""
+        return MappingProxyType(self._static)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict | None = None

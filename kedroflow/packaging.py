@@ -1,12 +1,12 @@
 """Package a Kedro inference pipeline as an MLflow pyfunc model, and log it.
 
-:func:`log_training_model` is what the hook calls at the end of a training run of a
-``PipelineML``; :func:`log_pipeline_model` is what ``kedro mlflow modelify`` calls.
-Both turn the pipeline into data (:func:`build_model_config`): node functions by
-import path, parameters, and each artifact written by its own dataset class, so the
-served :class:`~kedroflow.model.KedroPipelineModel` needs neither this module nor a
-Kedro run. Requirements are pinned from the running environment, without MLflow's
-slow inference subprocess.
+:func:`log_pipeline_model` is what ``kedro mlflow modelify`` and, at the end of a
+training run, :mod:`kedroflow.training` call. The pipeline becomes data
+(:func:`build_model_config`): node functions by import path, parameters, and each
+artifact written by its own dataset class, so the served
+:class:`~kedroflow.model.KedroPipelineModel` needs neither this module nor a Kedro run.
+The steps: stage the artifacts, check the model loads and predicts, infer signature
+and example, pin requirements (:mod:`kedroflow.requirements`), log, register.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import importlib
 import logging
 import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
+
+from kedro.io.core import is_parameter
 
 from kedroflow.errors import ModelError
 from kedroflow.model import (
@@ -30,6 +30,8 @@ from kedroflow.model import (
     base_name,
     import_function,
 )
+from kedroflow.pipeline import LOG_MODEL_DEFAULTS
+from kedroflow.requirements import pip_requirements
 
 if TYPE_CHECKING:
     from kedro.pipeline import Pipeline
@@ -97,6 +99,7 @@ mlflow.models.set_model(KedroPipelineModel())
 '''
 _DROPPED_KEYS = {"credentials", "fs_args", "versioned", "version", "metadata"}
 _SAMPLE_ROWS = 5
+_PARAMS_PREFIX = "params:"  # Kedro's; the model's config keeps Kedro's names
 
 
 def _dataset_config(catalog: Any, name: str) -> dict[str, Any] | None:
@@ -159,7 +162,7 @@ def build_model_config(
     if output_name not in inference.outputs():
         inference = inference.to_outputs(output_name)
     names = sorted(inference.inputs() - {input_name})
-    params = [n for n in names if n == "parameters" or n.startswith("params:")]
+    params = [n for n in names if is_parameter(n)]
     artifacts = [n for n in names if n not in params]
     absent = [n for n in names if n not in catalog]
     if absent:
@@ -209,99 +212,15 @@ def _signature_params(parameters: Mapping[str, Any]) -> dict[str, Any]:
     scalars = (str, int, float, bool)
     found = {}
     for name, value in parameters.items():
-        if not name.startswith("params:"):
-            continue
+        if not name.startswith(_PARAMS_PREFIX):
+            continue  # `parameters` (the whole dict) cannot be overridden
         if isinstance(value, scalars) or (
             isinstance(value, list)
             and value
             and all(isinstance(v, scalars) for v in value)
         ):
-            found[name[len("params:") :]] = value
+            found[name.removeprefix(_PARAMS_PREFIX)] = value
     return found
-
-
-def pip_requirements(objects: list[Any], functions: list[Any]) -> list[str]:
-    """Pins (``dist==version``) of kedro, kedroflow, mlflow and what the model uses.
-
-    Read from the running environment, without MLflow's requirement-inference
-    subprocess: the distributions of the node functions' modules and of what those
-    modules import, and of the artifacts' and input's classes.
-    """
-    import types
-    from importlib.metadata import version
-
-    import kedro
-    import mlflow
-
-    __version__ = getattr(sys.modules.get("kedroflow"), "__version__", None) or version(
-        "kedroflow"
-    )
-    tops: set[str] = set()
-    for func in functions:
-        module = sys.modules.get(getattr(func, "__module__", "") or "")
-        if module is None:
-            continue
-        tops.add(module.__name__.split(".")[0])
-        for value in vars(module).values():
-            owner = (
-                value.__name__
-                if isinstance(value, types.ModuleType)
-                else getattr(value, "__module__", None)
-            )
-            if isinstance(owner, str):
-                tops.add(owner.split(".")[0])
-    for obj in objects:
-        tops.add(type(obj).__module__.split(".")[0])
-    pins = {
-        "mlflow": f"mlflow=={mlflow.__version__}",
-        "kedro": f"kedro=={kedro.__version__}",
-        "kedroflow": f"kedroflow=={__version__}",
-    }
-    tops -= set(sys.stdlib_module_names) | {"builtins", "__main__"}
-    for dist, dist_version in sorted(set(_distributions(tops).values())):
-        key = dist.lower().replace("_", "-")
-        if key in pins or key.startswith("mlflow"):
-            continue
-        pins[key] = f"{dist}=={dist_version}"
-    return list(pins.values())
-
-
-#: Top-level module -> (distribution, version), per process: a module imported once
-#: stays the same code however the environment changes afterwards.
-_DIST_OF: dict[str, tuple[str, str]] = {}
-
-
-def _distributions(tops: set[str]) -> dict[str, tuple[str, str]]:
-    """Installed distribution and version of each top-level module (skips local code).
-
-    Reads each distribution's small ``top_level.txt``, or its ``RECORD`` when it has
-    none, as plain text, and parses ``METADATA`` only for the distributions found:
-    ``packages_distributions()`` and ``Distribution.files`` parse every file path and
-    every METADATA, which took a third of a training run's model logging.
-    """
-    from importlib.metadata import distributions
-
-    wanted = set()
-    for top in tops:
-        path = getattr(sys.modules.get(top), "__file__", None) or ""
-        if "site-packages" in path or "dist-packages" in path:
-            wanted.add(top)
-    missing = wanted - _DIST_OF.keys()
-    for dist in distributions() if missing else ():
-        text = dist.read_text("top_level.txt")
-        if text is not None:
-            provided = set(text.split())
-        else:
-            provided = {
-                line.split(",", 1)[0].split("/", 1)[0].removesuffix(".py")
-                for line in (dist.read_text("RECORD") or "").splitlines()
-            }
-        for top in provided & missing:
-            _DIST_OF[top] = (dist.metadata["Name"], dist.version)
-        missing -= provided
-        if not missing:
-            break
-    return {top: _DIST_OF[top] for top in wanted if top in _DIST_OF}
 
 
 def _project_code_path() -> list[str]:
@@ -332,25 +251,10 @@ def log_pipeline_model(
     ``input_name``, gives the signature and input example. MLflow must be configured
     (tracking URI) by the caller; ``client``, on the same stores, sets the alias.
     """
-    from mlflow.models import Model, infer_signature
-
-    kwargs = {"name": "model", "signature": "auto", **dict(log_model_kwargs or {})}
+    kwargs = {**LOG_MODEL_DEFAULTS, **dict(log_model_kwargs or {})}
     kpm = dict(kpm_kwargs or {})
-    outputs = sorted(inference.outputs())
-    output_name = (
-        output_name
-        or kpm.get("output_name")
-        or (outputs[0] if len(outputs) == 1 else None)
-    )
-    if output_name is None:
-        raise ModelError(
-            f"The inference pipeline has {len(outputs)} free outputs {outputs}: name "
-            "the one predict() returns (output_name)."
-        )
+    output_name = _output_name(inference, output_name or kpm.get("output_name"))
     alias = kwargs.pop("registered_model_alias", None)
-    signature = kwargs.pop("signature")
-    example = kwargs.pop("input_example", "auto")
-    validate = bool(kwargs.pop("validate_serving_input", False))
     with tempfile.TemporaryDirectory(prefix="kedroflow-model-") as tmp:
         folder = Path(tmp)
         (folder / "artifacts").mkdir()
@@ -360,53 +264,23 @@ def log_pipeline_model(
         )  # fmt: skip
         model = KedroPipelineModel()
         model.setup(config, paths)  # the exact load path of serving, checked now
-        sample = None
-        if signature == "auto" or example == "auto":
-            try:
-                sample = _sample(catalog.load(input_name))
-            except Exception as exc:
-                logger.warning(
-                    "kedroflow: no signature nor input example for the model: the "
-                    "input '%s' cannot be loaded after the run (%s). Persist it, or "
-                    "pass log_model_kwargs signature/input_example.", input_name, exc,
-                )  # fmt: skip
-        params = _signature_params(config["parameters"])
-        if signature == "auto":
-            signature = None
-            if sample is not None:
-                output = model.predict(None, sample)
-                signature = infer_signature(sample, output, params=params or None)
-        if example == "auto":
-            example = sample
+        signature, example, sample = _signature_and_example(
+            model, catalog, input_name, config["parameters"],
+            signature=kwargs.pop("signature"),
+            example=kwargs.pop("input_example", "auto"),
+        )  # fmt: skip
         requirements = kwargs.pop("pip_requirements", None) or pip_requirements(
-            [*model._static.values(), sample]
+            [*model.loaded_inputs.values(), sample]
             + [catalog[s["name"]] for s in config["artifacts"].values()],
             [import_function(spec["func"]) for spec in config["nodes"]],
         )
-        code_paths = [*_project_code_path(), *(kwargs.pop("code_paths", None) or [])]
-        code_file = folder / "kedroflow_model.py"
-        code_file.write_text(_MODEL_CODE)
-        info = Model.log(
-            artifact_path=None,
-            flavor=_pyfunc_flavor(),
-            run_id=run_id,
-            python_model=str(code_file),
-            model_config=config,
-            artifacts=paths,
-            code_paths=code_paths or None,
-            signature=signature,
-            input_example=example,
-            pip_requirements=requirements,
-            tags={**(tags or {}), "kedroflow.input_name": input_name},
-            validate_serving_input=validate,
-            **kwargs,
-        )
+        info = _log(
+            folder, config, paths, run_id=run_id, signature=signature,
+            input_example=example, pip_requirements=requirements,
+            tags={**(tags or {}), "kedroflow.input_name": input_name}, **kwargs,
+        )  # fmt: skip
     if alias:
-        from mlflow import MlflowClient
-
-        (client or MlflowClient()).set_registered_model_alias(
-            kwargs["registered_model_name"], alias, str(info.registered_model_version)
-        )
+        _set_alias(client, kwargs["registered_model_name"], alias, info)
     logger.info(
         "kedroflow: logged model %s (%s)%s", info.model_uri, input_name,
         f", registered as {kwargs.get('registered_model_name')} "
@@ -415,93 +289,110 @@ def log_pipeline_model(
     return info
 
 
-def _pyfunc_flavor() -> Any:
+def _output_name(inference: Pipeline, output_name: str | None) -> str:
+    """The output predict() returns: the one given, or the pipeline's only output."""
+    outputs = sorted(inference.outputs())
+    found = output_name or (outputs[0] if len(outputs) == 1 else None)
+    if found is None:
+        raise ModelError(
+            f"The inference pipeline has {len(outputs)} free outputs {outputs}: name "
+            "the one predict() returns (output_name)."
+        )
+    return found
+
+
+def _signature_and_example(
+    model: KedroPipelineModel,
+    catalog: Any,
+    input_name: str,
+    parameters: Mapping[str, Any],
+    *,
+    signature: Any,
+    example: Any,
+) -> tuple[Any, Any, Any]:
+    """Signature, input example and input sample; ``"auto"`` ones from the sample.
+
+    The signature's output comes from predicting on the sample with the model just
+    set up, and its params are the parameters overridable at predict time.
+    """
+    from mlflow.models import infer_signature
+
+    sample = None
+    if signature == "auto" or example == "auto":
+        try:
+            sample = _sample(catalog.load(input_name))
+        except Exception as exc:
+            logger.warning(
+                "kedroflow: no signature nor input example for the model: the "
+                "input '%s' cannot be loaded after the run (%s). Persist it, or "
+                "pass log_model_kwargs signature/input_example.", input_name, exc,
+            )  # fmt: skip
+    if signature == "auto":
+        signature = None
+        if sample is not None:
+            params = _signature_params(parameters)
+            output = model.predict(None, sample)
+            signature = infer_signature(sample, output, params=params or None)
+    if example == "auto":
+        example = sample
+    return signature, example, sample
+
+
+def _log(
+    folder: Path,
+    config: dict[str, Any],
+    paths: dict[str, str],
+    *,
+    run_id: str | None,
+    code_paths: list[str] | None = None,
+    validate_serving_input: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """``Model.log`` of the model as MLflow "models from code" (``_MODEL_CODE``)."""
+    from mlflow.models import Model
+
+    code_file = folder / "kedroflow_model.py"
+    code_file.write_text(_MODEL_CODE)
+    code_paths = [*_project_code_path(), *(code_paths or [])]
+    return Model.log(
+        artifact_path=None,
+        flavor=PyfuncFlavor(),
+        run_id=run_id,
+        python_model=str(code_file),
+        model_config=config,
+        artifacts=paths,
+        code_paths=code_paths or None,
+        validate_serving_input=bool(validate_serving_input),
+        **kwargs,
+    )
+
+
+def _set_alias(client: MlflowClient | None, name: str, alias: str, info: Any) -> None:
+    """Point ``alias`` of registered model ``name`` at the version just registered."""
+    if client is None:  # a caller outside kedroflow: MLflow's configured registry
+        from mlflow import MlflowClient
+
+        client = MlflowClient()
+    client.set_registered_model_alias(name, alias, str(info.registered_model_version))
+
+
+class PyfuncFlavor:
     """``mlflow.pyfunc`` as ``Model.log``'s flavor, taking ``validate_serving_input``.
 
-    After saving, ``Model.log`` loads the saved model a second time to predict its input
-    example unless its ``validate_serving_input`` keyword is false, and hands every
-    keyword on to the flavor's ``save_model``, which for pyfunc rejects that one.
-    kedroflow has already loaded the model through the same ``setup`` and predicted on
-    that very sample before logging, so it passes False by default (the second load
-    only costs time); ``log_model_kwargs={"validate_serving_input": True}`` restores it.
+    After saving, ``Model.log`` loads the saved model a second time to predict its
+    input example unless its ``validate_serving_input`` keyword is false, and hands
+    every keyword on to the flavor's ``save_model``, which for pyfunc rejects that
+    one. kedroflow has already loaded the model through the same ``setup`` and
+    predicted on that very sample before logging, so it passes False by default (the
+    second load only costs time); ``log_model_kwargs={"validate_serving_input":
+    True}`` restores it. ``Model.log`` reads the flavor's name from ``__name__``.
     """
-    pyfunc = importlib.import_module("mlflow.pyfunc")
 
+    def __init__(self) -> None:
+        self.__name__ = "mlflow.pyfunc"
+
+    @staticmethod
     def save_model(validate_serving_input: bool = True, **kwargs: Any) -> Any:
+        """``mlflow.pyfunc.save_model`` without ``validate_serving_input``."""
+        pyfunc = importlib.import_module("mlflow.pyfunc")
         return pyfunc.save_model(**kwargs)
-
-    return SimpleNamespace(__name__=pyfunc.__name__, save_model=save_model)
-
-
-def _filters(run_params: Mapping[str, Any]) -> str:
-    options = {
-        "tags": "--tags", "node_names": "--nodes", "namespaces": "--namespaces",
-        "from_nodes": "--from-nodes", "to_nodes": "--to-nodes",
-        "from_inputs": "--from-inputs", "to_outputs": "--to-outputs",
-    }  # fmt: skip
-    used = [
-        f"{opt} {','.join(map(str, run_params[k]))}"
-        for k, opt in options.items()
-        if run_params.get(k)
-    ]
-    return " ".join(used) or "no filter"
-
-
-def log_training_model(
-    pipeline_names: list[str],
-    run_params: Mapping[str, Any],
-    pipeline: Any,
-    catalog: Any,
-    *,
-    run_id: str,
-    client: MlflowClient | None = None,
-) -> None:
-    """Log the inference pipeline bound to the training pipeline that just ran.
-
-    Kedro hooks get a plain ``Pipeline``: the ``PipelineML`` bindings are found in the
-    project's registry by ``pipeline_names``, those that were run (``run_params``,
-    normalised, name the filters in messages). A binding is logged when the run
-    executed some of its training nodes and every artifact of its inference pipeline
-    was produced by the run or can be loaded from storage; otherwise a WARNING says
-    which artifacts are missing and why.
-    """
-    from kedro.framework.project import pipelines as registry
-
-    from kedroflow.pipeline import find_pipeline_ml
-
-    bindings = find_pipeline_ml(registry, pipeline_names, pipeline)
-    produced = pipeline.all_outputs()
-    for name, ml in bindings:
-        missing = {}
-        for artifact in sorted(ml.artifact_names):
-            ok = artifact in catalog and catalog.exists(artifact)
-            if ok:
-                continue
-            producers = [n.name for n in ml.nodes if artifact in n.outputs]
-            missing[artifact] = (
-                "produced by this run but not kept (a MemoryDataset released after "
-                "its last use: persist it in catalog.yml)"
-                if artifact in produced
-                else f"its training node(s) {producers} did not run ({_filters(run_params)})"
-                " and it is not in storage from an earlier run"
-            )
-        if missing:
-            logger.warning(
-                "kedroflow: no model logged for PipelineML '%s': %s. Run the whole "
-                "training pipeline, or log the model later with `kedro mlflow modelify "
-                "--pipeline %s --input-name %s`.", name,
-                "; ".join(f"'{a}' is {why}" for a, why in missing.items()), name, ml.input_name,
-            )  # fmt: skip
-            continue
-        reused = sorted(ml.artifact_names - produced)
-        if reused:
-            logger.info(
-                "kedroflow: PipelineML '%s': artifacts %s were not produced by this run; "
-                "the model uses their stored version.", name, reused,
-            )  # fmt: skip
-        log_pipeline_model(
-            ml.inference, catalog, input_name=ml.input_name,
-            output_name=ml.output_name, run_id=run_id, kpm_kwargs=ml.kpm_kwargs,
-            log_model_kwargs=ml.log_model_kwargs, tags={"kedroflow.pipeline": name},
-            client=client,
-        )  # fmt: skip

@@ -34,6 +34,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kedro.io.core import is_parameter
 from kedro.pipeline import Pipeline
 
 from kedroflow.errors import PipelineMLError
@@ -73,10 +74,6 @@ _OWNED_BY_KEDROFLOW = {
     "model_config",
 }
 LOG_MODEL_DEFAULTS: dict[str, Any] = {"name": "model", "signature": "auto"}
-
-
-def _is_param(name: str) -> bool:
-    return name == "parameters" or name.startswith("params:")
 
 
 class PipelineML(Pipeline):
@@ -148,7 +145,7 @@ class PipelineML(Pipeline):
     @property
     def parameter_names(self) -> set[str]:
         """Inference inputs that are parameters (``params:*`` or ``parameters``)."""
-        return {n for n in self._inference.inputs() if _is_param(n)}
+        return {n for n in self._inference.inputs() if is_parameter(n)}
 
     @property
     def artifact_names(self) -> set[str]:

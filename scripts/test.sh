@@ -21,8 +21,8 @@ export KEDRO_DISABLE_TELEMETRY=1 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1
 "$VENV/bin/python" -c "import kedro, mlflow; print(f'kedro {kedro.__version__}, mlflow {mlflow.__version__}')"
 
 if [ -z "${SKIP_LINT:-}" ]; then
-    ruff format --check kedroflow tests benchmarks conftest.py .ci
-    ruff check kedroflow tests benchmarks conftest.py .ci
+    ruff format --check kedroflow tests benchmarks scripts conftest.py .ci
+    ruff check kedroflow tests benchmarks scripts conftest.py .ci
     lint-imports
     mypy
 fi
