@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -121,23 +122,40 @@ def _reset_mlflow_state() -> None:
     mlflow.set_registry_uri(_BASELINE_ENV["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
 
 
+@contextmanager
+def isolated() -> Iterator[None]:
+    """Run a block from the session's MLflow state, and undo its global side effects.
+
+    MLflow's active run, tracking/registry URIs and experiment, kedroflow's run state,
+    the environment, cwd, sys.path and the imported project package. Also at the
+    start: a module- or session-scoped fixture that set a tracking URI (it runs
+    before this) must not leak into the tests after it.
+    """
+    old_cwd, old_path, old_env = os.getcwd(), sys.path.copy(), dict(os.environ)
+    _reset_mlflow_state()
+    try:
+        yield
+    finally:
+        _reset_mlflow_state()
+        os.environ.clear()
+        os.environ.update(old_env)
+        os.chdir(old_cwd)
+        sys.path[:] = old_path
+        for module in [m for m in sys.modules if m.split(".")[0] == PACKAGE]:
+            del sys.modules[module]
+
+
 @pytest.fixture(autouse=True)
 def isolate() -> Iterator[None]:
-    """Each test starts from, and leaves, the session's MLflow and interpreter state.
+    """Each test starts from, and leaves, the session's MLflow and interpreter state."""
+    with isolated():
+        yield
 
-    Also at the start: a module- or session-scoped fixture that set a tracking URI
-    (it runs before this fixture) must not leak into the tests after it.
-    """
-    old_cwd, old_path = os.getcwd(), sys.path.copy()
-    _reset_mlflow_state()
-    yield
-    _reset_mlflow_state()
-    os.chdir(old_cwd)
-    sys.path[:] = old_path
-    for module in [
-        m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")
-    ]:
-        del sys.modules[module]
+
+@pytest.fixture(scope="session")
+def isolation() -> Callable[[], AbstractContextManager[None]]:
+    """:func:`isolated`, for session fixtures that run a project once for many tests."""
+    return isolated
 
 
 @pytest.fixture(scope="session")

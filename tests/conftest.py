@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,15 +135,27 @@ class KedroProject:
         return runs[0]
 
 
+@pytest.fixture(scope="session")
+def new_project(
+    project_template: Path, migrated_db: Path
+) -> Callable[[Path], KedroProject]:
+    """Make a fresh project in a folder, with an empty migrated store at its root."""
+
+    def make(folder: Path) -> KedroProject:
+        path = folder / "fake-project"
+        shutil.copytree(project_template, path)
+        shutil.copy(migrated_db, path / "mlflow.db")
+        return KedroProject(path)
+
+    return make
+
+
 @pytest.fixture
 def kedro_project(
-    tmp_path: Path, project_template: Path, migrated_db: Path
+    tmp_path: Path, new_project: Callable[[Path], KedroProject]
 ) -> KedroProject:
     """A fresh project with an empty migrated store at ``<project>/mlflow.db``."""
-    path = tmp_path / "fake-project"
-    shutil.copytree(project_template, path)
-    shutil.copy(migrated_db, path / "mlflow.db")
-    return KedroProject(path)
+    return new_project(tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,9 @@ class TestServerDown:
         elapsed = time.monotonic() - start
         output = result.stdout + result.stderr
         assert result.returncode != 0
-        assert elapsed < 15, f"took {elapsed:.1f} s"
+        # a bound with margin for a loaded machine (the command itself takes seconds):
+        # it catches MLflow's default retry schedule, which takes minutes
+        assert elapsed < 45, f"took {elapsed:.1f} s"
         assert f"Cannot track this run on the MLflow server {uri}" in output
         assert "server.on_tracking_error: continue" in output
 
@@ -90,7 +92,8 @@ class TestServerDown:
             start = time.monotonic()
             with pytest.raises(Exception, match=r"no answer within 1 s"):
                 project.run(pipeline_names=["first"])
-            assert time.monotonic() - start < 10
+            # connect_timeout is 1 s; the margin is for a loaded machine
+            assert time.monotonic() - start < 20
 
     def test_continue_runs_offline_and_sync_uploads_once(
         self, project: Any, tracking_uri: str, pipelines_option: str

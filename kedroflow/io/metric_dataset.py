@@ -76,6 +76,48 @@ class _MetricBase(MlflowBaseDataset[Any, Any]):
         return False
 
 
+class _KeyedMetric(_MetricBase):
+    """A metric dataset of one key, with checked ``load_args`` and ``save_args``.
+
+    Args (keyword-only):
+        key: The metric key; defaults to the catalog entry name.
+        run_id: Read from / log to this run instead of the current one.
+        load_args: See the dataset's documentation.
+        save_args: See the dataset's documentation.
+        metadata: Free-form metadata, ignored by kedroflow.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: str | None = None,
+        run_id: str | None = None,
+        load_args: dict[str, Any] | None = None,
+        save_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(key=key, run_id=run_id, metadata=metadata)
+        owner = type(self).__name__
+        self._load_args, self._save_args = self._checked_args(
+            mapping_arg(load_args, "load_args", owner),
+            mapping_arg(save_args, "save_args", owner),
+        )
+
+    def _checked_args(
+        self, load_args: dict[str, Any], save_args: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``load_args`` and ``save_args`` with defaults, or a clear error."""
+        raise NotImplementedError
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "key": self._key or self._catalog_name,
+            "run_id": self._run_id,
+            "load_args": self._load_args,
+            "save_args": self._save_args,
+        }
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -90,7 +132,7 @@ def _value(value: Any, where: str) -> float:
         ) from None
 
 
-class MlflowMetricDataset(_MetricBase):
+class MlflowMetricDataset(_KeyedMetric):
     """``MlflowMetricDataset`` logs one metric value to the MLflow run and loads it back.
 
     The key defaults to the catalog entry name. ``save_args.mode: overwrite`` (default)
@@ -124,40 +166,21 @@ class MlflowMetricDataset(_MetricBase):
 
     MODES: ClassVar[tuple[str, ...]] = ("overwrite", "append")
 
-    def __init__(
-        self,
-        *,
-        key: str | None = None,
-        run_id: str | None = None,
-        load_args: dict[str, Any] | None = None,
-        save_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Create a metric dataset.
-
-        Args:
-            key: The metric key; defaults to the catalog entry name.
-            run_id: Read from / log to this run instead of the current one.
-            load_args: ``step``: load the value logged at this step.
-            save_args: ``mode`` (``overwrite`` | ``append``), ``step``.
-            metadata: Free-form metadata, ignored by kedroflow.
-        """
-        super().__init__(key=key, run_id=run_id, metadata=metadata)
-        self._load_args = mapping_arg(load_args, "load_args", "MlflowMetricDataset")
-        if set(self._load_args) - {"step"}:
+    def _checked_args(
+        self, load_args: dict[str, Any], save_args: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        if set(load_args) - {"step"}:
             raise MlflowDatasetError(
-                f"MlflowMetricDataset load_args accept only `step`; got {self._load_args}."
+                f"MlflowMetricDataset load_args accept only `step`; got {load_args}."
             )
-        self._save_args = {
-            "mode": "overwrite",
-            **mapping_arg(save_args, "save_args", "MlflowMetricDataset"),
-        }
-        unknown = set(self._save_args) - {"mode", "step"}
-        if unknown or self._save_args["mode"] not in self.MODES:
+        save_args = {"mode": "overwrite", **save_args}
+        unknown = set(save_args) - {"mode", "step"}
+        if unknown or save_args["mode"] not in self.MODES:
             raise MlflowDatasetError(
                 f"MlflowMetricDataset save_args accept `mode` ({' | '.join(self.MODES)}) "
-                f"and `step`; got {self._save_args}."
+                f"and `step`; got {save_args}."
             )
+        return load_args, save_args
 
     def load(self) -> float:
         run_id = self._run_for("load its metric", self._run_id)
@@ -191,16 +214,8 @@ class MlflowMetricDataset(_MetricBase):
                 step = last + 1 if self._save_args["mode"] == "append" else last
         self._log(run_id, [Metric(self.key, value, _now_ms(), int(step))])
 
-    def _describe(self) -> dict[str, Any]:
-        return {
-            "key": self._key or self._catalog_name,
-            "run_id": self._run_id,
-            "load_args": self._load_args,
-            "save_args": self._save_args,
-        }
 
-
-class MlflowMetricHistoryDataset(_MetricBase):
+class MlflowMetricHistoryDataset(_KeyedMetric):
     """``MlflowMetricHistoryDataset`` logs a whole metric history in one request.
 
     Modes, for ``save_args.mode`` and ``load_args.mode`` (default ``list``):
@@ -236,36 +251,18 @@ class MlflowMetricHistoryDataset(_MetricBase):
 
     MODES: ClassVar[tuple[str, ...]] = ("list", "dict", "history")
 
-    def __init__(
-        self,
-        *,
-        key: str | None = None,
-        run_id: str | None = None,
-        load_args: dict[str, Any] | None = None,
-        save_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Create a metric history dataset.
-
-        Args:
-            key: The metric key; defaults to the catalog entry name.
-            run_id: Read from / log to this run instead of the current one.
-            load_args: ``mode``: ``list`` (default), ``dict`` or ``history``.
-            save_args: ``mode``: ``list`` (default), ``dict`` or ``history``.
-            metadata: Free-form metadata, ignored by kedroflow.
-        """
-        super().__init__(key=key, run_id=run_id, metadata=metadata)
-        self._load_args = {"mode": "list", **(load_args or {})}
-        self._save_args = {"mode": "list", **(save_args or {})}
-        for name, args in (
-            ("load_args", self._load_args),
-            ("save_args", self._save_args),
-        ):
+    def _checked_args(
+        self, load_args: dict[str, Any], save_args: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        load_args = {"mode": "list", **load_args}
+        save_args = {"mode": "list", **save_args}
+        for name, args in (("load_args", load_args), ("save_args", save_args)):
             if args["mode"] not in self.MODES or set(args) != {"mode"}:
                 raise MlflowDatasetError(
                     f"MlflowMetricHistoryDataset {name} accept only `mode`, one of "
                     f"{' | '.join(self.MODES)}; got {args}."
                 )
+        return load_args, save_args
 
     def load(self) -> list[float] | dict[int, float] | list[dict[str, Any]]:
         run_id = self._run_for("load its metric history", self._run_id)
@@ -315,14 +312,6 @@ class MlflowMetricHistoryDataset(_MetricBase):
             f"{where} expects {expected}; got {type(data).__name__}. Change the node's "
             "output or `save_args.mode`."
         )
-
-    def _describe(self) -> dict[str, Any]:
-        return {
-            "key": self._key or self._catalog_name,
-            "run_id": self._run_id,
-            "load_args": self._load_args,
-            "save_args": self._save_args,
-        }
 
 
 class MlflowMetricsHistoryDataset(_MetricBase):

@@ -9,12 +9,8 @@ in-process ``kedro run`` calls (the fourth with ``is_async=True``) for the whole
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
-import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,63 +162,6 @@ def project_writer() -> Any:
     return write_project
 
 
-@contextmanager
-def isolated() -> Iterator[None]:
-    """Undo a session's global side effects (as the root ``isolate`` fixture does)."""
-    from kedroflow import tracking
-
-    old_cwd, old_path = os.getcwd(), sys.path.copy()
-    old_env = dict(os.environ)
-    try:
-        yield
-    finally:
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-        tracking.reset()
-        os.environ.clear()
-        os.environ.update(old_env)
-        mlflow.set_tracking_uri(old_env.get("MLFLOW_TRACKING_URI"))  # type: ignore[arg-type]
-        mlflow.set_registry_uri(old_env.get("MLFLOW_REGISTRY_URI"))  # type: ignore[arg-type]
-        os.chdir(old_cwd)
-        sys.path[:] = old_path
-        for module in [m for m in sys.modules if m.split(".")[0] == PACKAGE]:
-            del sys.modules[module]
-
-
-class Project:
-    """A copy of the session's ``kedro new`` project (as ``kedro_project`` builds)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tracking_uri = f"sqlite:///{path / 'mlflow.db'}"
-
-    def write(self, relative: str, text: str) -> None:
-        target = self.path / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(textwrap.dedent(text).lstrip("\n"))
-
-    def write_pipelines(self, code: str) -> None:
-        self.write(f"src/{PACKAGE}/pipeline_registry.py", code)
-
-    def run(self, **run_kwargs: Any) -> Any:
-        from kedro.framework.session import KedroSession
-        from kedro.framework.startup import bootstrap_project
-
-        bootstrap_project(self.path)
-        with KedroSession.create(project_path=self.path) as session:
-            return session.run(**run_kwargs)
-
-    def client(self) -> Any:
-        return mlflow.MlflowClient(tracking_uri=self.tracking_uri)
-
-    def runs(self) -> list[Any]:
-        client = self.client()
-        experiment = client.get_experiment_by_name(PACKAGE)
-        return (
-            [] if experiment is None else client.search_runs([experiment.experiment_id])
-        )
-
-
 @dataclass
 class TrackedRun:
     """A project after one ``KedroSession.run``, and the MLflow run it made."""
@@ -263,16 +202,13 @@ RUNNERS: dict[str, Any] = {
 def tracked_run(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    project_template: Path,
-    migrated_db: Path,
+    new_project: Callable[[Path], Any],
+    isolation: Callable[[], AbstractContextManager[None]],
 ) -> TrackedRun:
     """The shared project run once with ``request.param`` as runner."""
-    root = tmp_path_factory.mktemp(f"io-{request.param}")
-    shutil.copytree(project_template, root / "fake-project")
-    shutil.copy(migrated_db, root / "fake-project" / "mlflow.db")
-    project = Project(root / "fake-project")
+    project = new_project(tmp_path_factory.mktemp(f"io-{request.param}"))
     write_project(project)
-    with isolated():
+    with isolation():
         project.run(runner=RUNNERS[request.param]())
     runs = project.runs()
     assert len(runs) == 1, f"{request.param}: expected one MLflow run, got {len(runs)}"
