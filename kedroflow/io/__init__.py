@@ -9,13 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from kedroflow.io._base import MlflowBaseDataset
 from kedroflow.io.artifact_dataset import MlflowArtifactDataset
-from kedroflow.io.metric_dataset import (
-    MlflowMetricDataset,
-    MlflowMetricHistoryDataset,
-    MlflowMetricsHistoryDataset,
-)
+from kedroflow.io.local_model_dataset import MlflowModelLocalFileSystemDataset
+from kedroflow.io.metric_dataset import MlflowMetricDataset, MlflowMetricHistoryDataset
+from kedroflow.io.metrics_history_dataset import MlflowMetricsHistoryDataset
 from kedroflow.io.model_dataset import (
-    MlflowModelLocalFileSystemDataset,
     MlflowModelRegistryDataset,
     MlflowModelTrackingDataset,
 )

@@ -1,4 +1,4 @@
-"""Metric datasets: one value, one history, or many histories, logged to the run.
+"""Metric datasets of one key: one value, or one history, logged to the run.
 
 A whole history goes to MLflow in one ``log_batch`` (the client splits it in chunks of
 1,000 metrics, MLflow's limit per request), never one request per step.
@@ -22,7 +22,7 @@ from kedroflow.stores import limits
 logger = logging.getLogger(__name__)
 
 
-class _MetricBase(MlflowBaseDataset[Any, Any]):
+class MetricDatasetBase(MlflowBaseDataset[Any, Any]):
     """Key and run handling shared by the metric datasets."""
 
     def __init__(self, *, key: str | None, run_id: str | None, metadata: Any) -> None:
@@ -76,7 +76,7 @@ class _MetricBase(MlflowBaseDataset[Any, Any]):
         return False
 
 
-class _KeyedMetric(_MetricBase):
+class _KeyedMetric(MetricDatasetBase):
     """A metric dataset of one key, with checked ``load_args`` and ``save_args``.
 
     Args (keyword-only):
@@ -118,11 +118,12 @@ class _KeyedMetric(_MetricBase):
         }
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
+    """MLflow's timestamp of now (milliseconds)."""
     return int(time.time() * 1000)
 
 
-def _value(value: Any, where: str) -> float:
+def metric_value(value: Any, where: str) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -203,7 +204,7 @@ class MlflowMetricDataset(_KeyedMetric):
         if self._skip():
             return
         run_id = self._run_for("log its metric", self._run_id)
-        value = _value(data, f"Dataset {self._label()}")
+        value = metric_value(data, f"Dataset {self._label()}")
         step = self._save_args.get("step")
         if step is None:
             history = self._history(run_id, self.key)
@@ -212,7 +213,7 @@ class MlflowMetricDataset(_KeyedMetric):
                 step = 0
             else:
                 step = last + 1 if self._save_args["mode"] == "append" else last
-        self._log(run_id, [Metric(self.key, value, _now_ms(), int(step))])
+        self._log(run_id, [Metric(self.key, value, now_ms(), int(step))])
 
 
 class MlflowMetricHistoryDataset(_KeyedMetric):
@@ -284,18 +285,23 @@ class MlflowMetricHistoryDataset(_KeyedMetric):
         self._log(run_id, self._metrics(data))
 
     def _metrics(self, data: Any) -> list[Metric]:
-        key, now, mode = self.key, _now_ms(), self._save_args["mode"]
+        key, now, mode = self.key, now_ms(), self._save_args["mode"]
         where = f"Dataset {self._label()} (save_args.mode: {mode})"
         if mode == "list" and isinstance(data, list | tuple):
-            return [Metric(key, _value(v, where), now, i) for i, v in enumerate(data)]
+            return [
+                Metric(key, metric_value(v, where), now, i) for i, v in enumerate(data)
+            ]
         if mode == "dict" and isinstance(data, Mapping):
-            return [Metric(key, _value(v, where), now, int(s)) for s, v in data.items()]
+            return [
+                Metric(key, metric_value(v, where), now, int(s))
+                for s, v in data.items()
+            ]
         if mode == "history" and isinstance(data, list | tuple):
             try:
                 return [
                     Metric(
                         key,
-                        _value(item["value"], where),
+                        metric_value(item["value"], where),
                         int(item.get("timestamp") or now),
                         int(item.get("step", i)),
                     )
@@ -312,122 +318,3 @@ class MlflowMetricHistoryDataset(_KeyedMetric):
             f"{where} expects {expected}; got {type(data).__name__}. Change the node's "
             "output or `save_args.mode`."
         )
-
-
-class MlflowMetricsHistoryDataset(_MetricBase):
-    """``MlflowMetricsHistoryDataset`` logs many metrics, with their steps, in one request.
-
-    It saves ``{name: float}``, ``{name: {"value": v, "step": s}}`` or
-    ``{name: [{"value": v, "step": s}, ...]}``. Keys are ``<prefix>.<name>``; the
-    prefix defaults to the catalog entry name (``prefix: ""`` for none). Loading returns
-    ``{name: {"value", "step"}}``, or a list of them for metrics with several steps.
-
-    Examples:
-        ```yaml
-        scores:
-          type: kedroflow.MlflowMetricsHistoryDataset
-          prefix: eval          # metrics eval.auc, eval.f1
-        ```
-
-        >>> import mlflow
-        >>> from kedroflow.io import MlflowMetricsHistoryDataset
-        >>> mlflow.set_tracking_uri(tracking_uri)
-        >>> run = mlflow.start_run()
-        >>> dataset = MlflowMetricsHistoryDataset(prefix="eval")
-        >>> dataset.save({"auc": 0.9, "f1": [{"value": 0.7, "step": 0}, {"value": 0.8, "step": 1}]})
-        >>> sorted(mlflow.get_run(run.info.run_id).data.metrics)
-        ['eval.auc', 'eval.f1']
-        >>> dataset.load()["auc"]
-        {'value': 0.9, 'step': 0}
-        >>> mlflow.end_run()
-    """
-
-    def __init__(
-        self,
-        *,
-        run_id: str | None = None,
-        prefix: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Create a dataset of several metric histories.
-
-        Args:
-            run_id: Read from / log to this run instead of the current one.
-            prefix: Key prefix; defaults to the catalog entry name, ``""`` for none.
-            metadata: Free-form metadata, ignored by kedroflow.
-        """
-        super().__init__(key=None, run_id=run_id, metadata=metadata)
-        self._prefix = prefix
-
-    @property
-    def prefix(self) -> str:
-        """The key prefix: ``prefix:`` from the catalog, else the entry name, else ''."""
-        if self._prefix is not None:
-            return self._prefix
-        return self._catalog_name or ""
-
-    def _full_key(self, name: str) -> str:
-        return sanitize_key(
-            f"{self.prefix}.{name}" if self.prefix else name, limits().key
-        )
-
-    def load(self) -> dict[str, Any]:
-        run_id = self._run_for("load its metrics", self._run_id)
-        try:
-            keys = self._client().get_run(run_id).data.metrics
-        except MlflowException as error:
-            raise self._mlflow_error(error, "load its metrics", run_id) from error
-        start = f"{self.prefix}." if self.prefix else ""
-        out: dict[str, Any] = {}
-        for key in sorted(k for k in keys if k.startswith(start)):
-            points = [
-                {"value": m.value, "step": m.step} for m in self._history(run_id, key)
-            ]
-            out[key[len(start) :]] = points[0] if len(points) == 1 else points
-        return out
-
-    def save(self, data: Mapping[str, Any]) -> None:
-        if self._skip():
-            return
-        run_id = self._run_for("log its metrics", self._run_id)
-        if not isinstance(data, Mapping):
-            raise MlflowDatasetError(
-                f"Dataset {self._label()} expects a dict of metrics, got "
-                f"{type(data).__name__}."
-            )
-        now, metrics = _now_ms(), []
-        for name, item in data.items():
-            key, where = self._full_key(str(name)), f"Dataset {self._label()}, '{name}'"
-            points = item if isinstance(item, list | tuple) else [item]
-            for point in points:
-                if isinstance(point, Mapping):
-                    if "value" not in point:
-                        raise MlflowDatasetError(
-                            f"{where}: a metric dict needs a 'value' (and optional "
-                            f"'step', 'timestamp'); got {dict(point)}."
-                        )
-                    metrics.append(
-                        Metric(
-                            key,
-                            _value(point["value"], where),
-                            int(point.get("timestamp") or now),
-                            int(point.get("step", 0)),
-                        )
-                    )
-                else:
-                    metrics.append(Metric(key, _value(point, where), now, 0))
-        self._log(run_id, metrics)
-
-    def _exists(self) -> bool:
-        run_id = self._run_id or self._current_run_id()
-        if run_id is None:
-            return False
-        start = f"{self.prefix}." if self.prefix else ""
-        try:
-            metrics = self._client().get_run(run_id).data.metrics
-        except MlflowException:
-            return False
-        return any(key.startswith(start) for key in metrics)
-
-    def _describe(self) -> dict[str, Any]:
-        return {"prefix": self._prefix, "run_id": self._run_id}
