@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 DISABLE_ENV_VAR = "KEDROFLOW_DISABLE_TRACKING"
 #: Set by the hook while a ``kedro run`` runs untracked (inherited by worker processes).
 TRACKING_OFF_ENV = "_KEDROFLOW_TRACKING_OFF"
+#: The open run's id, exported for ParallelRunner workers (forked or spawned).
+WORKER_RUN_ENV = "_KEDROFLOW_ACTIVE_RUN_ID"
 #: The embedded default store, relative to the project root.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 #: Where runs go when the server is unreachable and ``on_tracking_error: continue``.

@@ -18,18 +18,22 @@ from kedro.framework.hooks import hook_impl
 
 from kedroflow.config import (
     TRACKING_OFF_ENV,
+    WORKER_RUN_ENV,
     KedroflowConfig,
     load_config,
     normalize_run_params,
     tracking_disabled_by_env,
 )
+from kedroflow.fluent import SessionEnv, configure_session
 from kedroflow.provenance import pipeline_names
 from kedroflow.run_names import register_resolvers
 
 if TYPE_CHECKING:
     from kedro.framework.context import KedroContext
     from kedro.io import CatalogProtocol
-    from kedro.pipeline import Pipeline
+    from kedro.pipeline import Node, Pipeline
+
+    from kedroflow.fluent import NodeRuns
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +45,24 @@ class MlflowHook:
         self._config: KedroflowConfig | None = None
         self._context: KedroContext | None = None
         self._tracked: set[str] = set()  # Kedro run ids with an open MLflow run
+        # the run nodes see as mlflow.active_run(); what the last context exported
+        self._node_runs: NodeRuns | None = None
+        self._session_env = SessionEnv()
 
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
         register_resolvers()
         self._config = load_config(context.config_loader, _package_name())
         self._context = context
+        credentials: dict[str, Any] = {}
+        if self._config.server.credentials:
+            try:
+                credentials = dict(context.config_loader["credentials"])
+            except Exception:  # noqa: S110 - the run reports a missing entry clearly
+                pass
+        self._session_env = configure_session(
+            self._config, Path(context.project_path), credentials, self._session_env
+        )
 
     @hook_impl
     def before_pipeline_run(
@@ -64,7 +80,7 @@ class MlflowHook:
             )
             os.environ[TRACKING_OFF_ENV] = "1"
             return
-        from kedroflow import io, provenance, stores, tracking
+        from kedroflow import fluent, io, provenance, stores, tracking
 
         project_path = Path(context.project_path)
         git_tags, diff = provenance.git_info(project_path)
@@ -81,13 +97,14 @@ class MlflowHook:
         )
         self._tracked.add(str(run_params.get("run_id")))
         try:
+            self._node_runs = fluent.NodeRuns.bind(run)
             params = _consumed_params(pipeline, catalog, run_params)
             run = tracking.log_params(run, params, config.tracking.params)
             if diff:
                 tracking.log_text(run, diff, "git/uncommitted.diff")
             io.bind_catalog_names(catalog, pipeline.datasets())
         except BaseException as error:
-            tracking.end_run("FAILED", error)
+            self._end_run("FAILED", error)
             raise
         logger.info(
             "kedroflow: MLflow run %s (experiment '%s') at %s",
@@ -103,25 +120,58 @@ class MlflowHook:
         if not self._owns(run_params):
             os.environ.pop(TRACKING_OFF_ENV, None)
             return
-        from kedroflow import tracking
-
         try:
             self._log_run_outputs(normalize_run_params(run_params), pipeline, catalog)
         except BaseException as error:
-            tracking.end_run("FAILED", error)
+            self._end_run("FAILED", error)
             raise
-        tracking.end_run("FINISHED")
+        self._end_run("FINISHED")
 
     @hook_impl
     def on_pipeline_error(
         self, error: Exception, run_params: dict[str, Any], pipeline: Pipeline
     ) -> None:
         if self._owns(run_params):
-            from kedroflow import tracking
-
-            tracking.end_run("FAILED", error)
+            self._end_run("FAILED", error)
         else:
             os.environ.pop(TRACKING_OFF_ENV, None)
+
+    # ---- nodes: MLflow's fluent API sees the kedro run (kedroflow.fluent)
+
+    @hook_impl
+    def before_node_run(self, node: Node) -> None:
+        node_runs = self._nodes_run()
+        if node_runs is not None:
+            node_runs.enter()
+
+    @hook_impl
+    def after_node_run(self, node: Node) -> None:
+        if self._node_runs is not None:
+            self._node_runs.leave(node.name)
+
+    @hook_impl
+    def on_node_error(self, node: Node) -> None:
+        if self._node_runs is not None:
+            self._node_runs.leave(node.name)
+
+    def _nodes_run(self) -> NodeRuns | None:
+        """The bound run; in a spawned ParallelRunner worker, the one it inherits."""
+        if self._node_runs is None and self._config is None:
+            if os.environ.get(WORKER_RUN_ENV) and not os.environ.get(TRACKING_OFF_ENV):
+                from kedroflow import fluent
+
+                self._node_runs = fluent.for_worker()
+        return self._node_runs
+
+    def _end_run(self, status: str, error: BaseException | None = None) -> None:
+        from kedroflow import tracking
+
+        node_runs, self._node_runs = self._node_runs, None
+        try:
+            if node_runs is not None:
+                node_runs.unbind()
+        finally:
+            tracking.end_run(status, error)
 
     def _owns(self, run_params: dict[str, Any]) -> bool:
         key = str(normalize_run_params(run_params)["run_id"])

@@ -25,7 +25,7 @@ from mlflow.exceptions import MlflowException
 
 from kedroflow import shared_runs
 from kedroflow import stores as stores_
-from kedroflow.config import TRACKING_OFF_ENV
+from kedroflow.config import TRACKING_OFF_ENV, WORKER_RUN_ENV
 from kedroflow.errors import TrackingError
 from kedroflow.params import clip, prepare_params
 from kedroflow.secrets import Secrets
@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 #: Exported while a run is open so that spawned ParallelRunner workers find it and
 #: its stores (they inherit the environment, not this module's state).
-RUN_ID_ENV_VAR = "_KEDROFLOW_ACTIVE_RUN_ID"
+RUN_ID_ENV_VAR = WORKER_RUN_ENV
 TRACKING_URI_ENV_VAR = "_KEDROFLOW_TRACKING_URI"
 REGISTRY_URI_ENV_VAR = "_KEDROFLOW_REGISTRY_URI"
 ERROR_TAG = "kedroflow.error"
@@ -274,7 +274,7 @@ class _Opening:
         return self.open(offline, run_name, tags)
 
     def open(self, stores: Stores, run_name: str, tags: dict[str, Any]) -> _OpenRun:
-        """Join the shared run, use the active one, or start a new (nested) run."""
+        """Join the shared run, reuse the active one, or start a new run."""
         run_config = self.config.tracking.run
         active = mlflow.active_run()
         values = tag_values(tags, self.secrets)
@@ -283,20 +283,17 @@ class _Opening:
             _, participant = shared_runs.join(stores.client, resume_id, values)
             current = CurrentRun(resume_id, stores, self.secrets)
             return _OpenRun(current, True, False, self.saved, participant)
-        if active is not None and not run_config.nested:
+        if active is not None:
+            # kedro-mlflow's contract (tracking.run.nested true or false): a run active
+            # before the session (an orchestrator's, a notebook's) is reused, left open
             current = CurrentRun(active.info.run_id, stores, self.secrets)
             log_tags(current, values)
             return _OpenRun(current, False, False, self.saved)
-        experiment_id = (
-            active.info.experiment_id
-            if active is not None
-            else stores_.experiment_id(self.config, self.project_path, stores)
-        )
+        experiment_id = stores_.experiment_id(self.config, self.project_path, stores)
         run = mlflow.start_run(
             experiment_id=experiment_id,
             run_name=self.secrets.scrub(run_name),
             tags=values,
-            nested=active is not None,
         )
         current = CurrentRun(run.info.run_id, stores, self.secrets)
         return _OpenRun(current, True, True, self.saved)

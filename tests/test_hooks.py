@@ -280,18 +280,6 @@ class TestRunSelection:
         project.run(pipeline_names=["etl"])
         assert project.only_run().info.run_id == existing
 
-    def test_active_run_gets_a_nested_child(self, project: Any) -> None:
-        mlflow.set_tracking_uri(project.tracking_uri)
-        experiment = mlflow.set_experiment("notebook")
-        with mlflow.start_run() as parent:
-            project.run(pipeline_names=["etl"])
-            assert mlflow.active_run().info.run_id == parent.info.run_id
-        runs = project.runs("notebook")
-        child = next(r for r in runs if r.info.run_id != parent.info.run_id)
-        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert child.data.params == {"a": "1"}
-        assert child.info.experiment_id == experiment.experiment_id
-
     def test_active_run_is_reused_when_not_nested(self, project: Any) -> None:
         mlflow_yml(project, "tracking:\n  run:\n    nested: false\n")
         mlflow.set_tracking_uri(project.tracking_uri)
