@@ -181,19 +181,24 @@ class SessionEnv:
 
     exported: dict[str, str] = field(default_factory=dict)
     saved: dict[str, str | None] = field(default_factory=dict)
+    credentials: tuple[str, ...] = ()  # the names of the server credentials exported
 
-    def restore(self) -> None:
+    def restore(self, names: tuple[str, ...] | None = None) -> None:
         """Put back the values this session replaced (those still as it set them)."""
-        for name, value in self.exported.items():
-            if os.environ.get(name) != value:
+        for name in list(self.exported if names is None else names):
+            value = self.exported.pop(name, None)
+            original = self.saved.pop(name, None)
+            if value is None or os.environ.get(name) != value:
                 continue  # changed since: not ours any more
-            original = self.saved.get(name)
             if original is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = original
-        self.exported.clear()
-        self.saved.clear()
+
+    def forget_credentials(self) -> None:
+        """After a ``kedro run``: the server credentials leave the environment."""
+        self.restore(self.credentials)
+        self.credentials = ()
 
 
 def configure_session(
@@ -208,7 +213,9 @@ def configure_session(
     and the catalog's datasets then write to the project's store and experiment with
     its credentials. Only environment variables are set (MLflow reads them when it
     needs them), so an untracked command still never imports MLflow nor calls it. A run
-    active before the session (an orchestrator's) keeps its own configuration.
+    active before the session (an orchestrator's) keeps its own configuration. The
+    credentials leave the environment when a ``kedro run`` of the session ends
+    (:meth:`SessionEnv.forget_credentials`).
     """
     import sys
 
@@ -222,9 +229,12 @@ def configure_session(
     if not ({"MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"} & os.environ.keys()):
         values["MLFLOW_EXPERIMENT_NAME"] = config.tracking.experiment.name
     server_credentials = credentials.get(config.server.credentials or "")
+    secret_names: tuple[str, ...] = ()
     if isinstance(server_credentials, dict):
+        secret_names = tuple(str(k) for k in server_credentials)
         values.update({str(k): str(v) for k, v in server_credentials.items()})
-    session = SessionEnv(values, {name: os.environ.get(name) for name in values})
+    saved = {name: os.environ.get(name) for name in values}
+    session = SessionEnv(values, saved, secret_names)
     os.environ.update(values)
     if "mlflow" in sys.modules:  # its URIs set earlier in this process win over env
         mlflow: Any = sys.modules["mlflow"]

@@ -172,6 +172,7 @@ class MlflowHook:
                 node_runs.unbind()
         finally:
             tracking.end_run(status, error)
+            self._session_env.forget_credentials()
 
     def _owns(self, run_params: dict[str, Any]) -> bool:
         key = str(normalize_run_params(run_params)["run_id"])
