@@ -128,6 +128,7 @@ class TestStartAndEnd:
         tracking.end_run("FINISHED")
         stored = run.stores.client.get_run(run.run_id)
         assert stored.data.params == {"api_key": "***", "note": "uses ***"}
+        mlflow.set_tracking_uri(tracking_uri)  # MLflow 3.0 resolves runs globally
         local = run.stores.client.download_artifacts(
             run.run_id, "git/uncommitted.diff", str(tmp_path)
         )
