@@ -148,6 +148,14 @@ class MlflowHook:
     def after_node_run(self, node: Node) -> None:
         if self._node_runs is not None:
             self._node_runs.leave(node.name)
+        if (
+            self._tracked
+        ):  # metrics that waited too long go now, while the next node runs
+            from kedroflow import tracking
+
+            run = tracking.current_run()
+            if run is not None and run.outbox is not None:
+                run.outbox.flush_if_due()
 
     @hook_impl
     def on_node_error(self, node: Node) -> None:

@@ -3,16 +3,18 @@
 :func:`start_run` resolves the stores once (:mod:`kedroflow.stores`), finds or
 creates the experiment, opens the run with its tags in one request (or joins a shared
 run, or goes offline when the server is down) and returns a :class:`CurrentRun`:
-the run id, its :class:`~kedroflow.stores.Stores` and its
-:class:`~kedroflow.secrets.Secrets`. :func:`end_run` closes it and restores the
-process environment. Everything logs through an explicit run id, because MLflow's
-active run is thread-local and ThreadRunner/ParallelRunner workers do not see it.
+the run id, its :class:`~kedroflow.stores.Stores`, its
+:class:`~kedroflow.secrets.Secrets` and its :class:`~kedroflow.outbox.Outbox` (the
+metrics and uploads the datasets hand over). :func:`end_run` delivers what the outbox
+holds, closes the run and restores the process environment; so do Ctrl-C and SIGTERM
+(:class:`~kedroflow.interrupts.ExitGuard`). Everything logs through an explicit run id,
+because MLflow's active run is thread-local and ThreadRunner/ParallelRunner workers do
+not see it.
 Datasets ask :func:`current_run`, never the hook.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import threading
@@ -27,6 +29,8 @@ from kedroflow import shared_runs
 from kedroflow import stores as stores_
 from kedroflow.config import TRACKING_OFF_ENV, WORKER_RUN_ENV
 from kedroflow.errors import TrackingError
+from kedroflow.interrupts import ExitGuard
+from kedroflow.outbox import Outbox, undelivered_error
 from kedroflow.params import clip, prepare_params
 from kedroflow.secrets import Secrets
 from kedroflow.stores import Stores, limits
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from kedroflow.config import KedroflowConfig, ParamsConfig
+    from kedroflow.outbox import Undelivered
     from kedroflow.stores import SavedEnvironment
 
 logger = logging.getLogger(__name__)
@@ -51,11 +56,16 @@ _KILLED = RunStatus.to_string(RunStatus.KILLED)
 
 @dataclass(frozen=True)
 class CurrentRun:
-    """The run datasets log to: its id, the stores it lives in, its secrets."""
+    """The run datasets log to: its id, the stores it lives in, its secrets.
+
+    ``outbox`` buffers the run's metrics and uploads its artifacts in the background;
+    None for a run this process did not open (a spawned worker, a notebook's run).
+    """
 
     run_id: str
     stores: Stores
     secrets: Secrets = field(default_factory=Secrets)
+    outbox: Outbox | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -73,9 +83,21 @@ class _RunState:
     def __init__(self) -> None:
         self.run: _OpenRun | None = None
         self.lock = threading.Lock()
-        #: The process that registered the interrupted-run handler. Forked workers
-        #: inherit the handler and the state, but not the run: only this pid ends it.
-        self.atexit_pid: int | None = None
+        #: Ends a run left open at interpreter exit (Ctrl-C, SIGTERM).
+        self.guard = ExitGuard(self._end_interrupted_run)
+
+    def _end_interrupted_run(self) -> None:
+        """At interpreter exit, a run still open was interrupted (Ctrl-C, SIGTERM).
+
+        Its outbox delivers what the nodes saved, then the run is marked KILLED.
+        """
+        try:
+            with self.lock:
+                if self.run is not None:
+                    _deliver(self.run.current)
+                    _close(_KILLED)
+        except Exception:  # noqa: S110 - never fail at interpreter exit
+            pass
 
 
 _STATE = _RunState()
@@ -137,6 +159,7 @@ def start_run(
                 "KILLED (the previous run was interrupted).",
                 _STATE.run.current.run_id,
             )
+            _deliver(_STATE.run.current)
             _close(_KILLED)
         os.environ.pop(TRACKING_OFF_ENV, None)
         secrets = Secrets.from_tree(credentials or {})
@@ -150,28 +173,53 @@ def start_run(
             raise
         _STATE.run = run
         _export(run.current)
-        _register_atexit()
+        _STATE.guard.arm()
         return run.current
 
 
 def end_run(status: str = "FINISHED", error: BaseException | None = None) -> None:
-    """Close the run with ``status``; record ``error`` on it when there is one."""
+    """Close the run with ``status``; record ``error`` on it when there is one.
+
+    The outbox delivers what it holds first. When some of it cannot be delivered, a
+    run that would have FINISHED is FAILED instead and :class:`TrackingError` names
+    the datasets; after a failure, the node's error stays the one raised.
+    """
     with _STATE.lock:
         run = _STATE.run
         if run is None:
             return
+        undelivered = _deliver(run.current)
+        failure: TrackingError | None = None
+        if undelivered and status == "FINISHED":
+            failure = undelivered_error(run.current.run_id, undelivered)
+            status, error = "FAILED", failure
         if error is not None:
-            current = run.current
-            message = current.secrets.scrub(f"{type(error).__name__}: {error}")
-            try:
-                current.stores.client.set_tag(
-                    current.run_id, ERROR_TAG, clip(message, limits().tag_value)
-                )
-            except MlflowException:
-                logger.exception(
-                    "Could not record the error on MLflow run %s", current.run_id
-                )
+            _record_error(run.current, error)
         _close(status)
+    if failure is not None:
+        raise failure
+
+
+def _deliver(run: CurrentRun) -> list[Undelivered]:
+    """Send what the run's outbox holds; log what could not be sent."""
+    undelivered = run.outbox.close() if run.outbox is not None else []
+    for item in undelivered:
+        logger.error(
+            "kedroflow: could not log %s to MLflow run %s",
+            run.secrets.scrub(str(item)),
+            run.run_id,
+        )
+    return undelivered
+
+
+def _record_error(run: CurrentRun, error: BaseException) -> None:
+    message = run.secrets.scrub(f"{type(error).__name__}: {error}")
+    try:
+        run.stores.client.set_tag(
+            run.run_id, ERROR_TAG, clip(message, limits().tag_value)
+        )
+    except MlflowException:
+        logger.exception("Could not record the error on MLflow run %s", run.run_id)
 
 
 def log_params(
@@ -222,6 +270,7 @@ def reset() -> None:
         if _STATE.run is not None:
             _STATE.run.saved.restore()
         _STATE.run = None
+        _STATE.guard.disarm()
         os.environ.pop(TRACKING_OFF_ENV, None)
         _unexport()
 
@@ -280,13 +329,13 @@ class _Opening:
         values = tag_values(tags, self.secrets)
         resume_id = run_config.id or os.environ.get("MLFLOW_RUN_ID") or None
         if resume_id:
-            _, participant = shared_runs.join(stores.client, resume_id, values)
-            current = CurrentRun(resume_id, stores, self.secrets)
+            joined, participant = shared_runs.join(stores.client, resume_id, values)
+            current = self._current(stores, joined.info, history_known=False)
             return _OpenRun(current, True, False, self.saved, participant)
         if active is not None:
             # kedro-mlflow's contract (tracking.run.nested true or false): a run active
             # before the session (an orchestrator's, a notebook's) is reused, left open
-            current = CurrentRun(active.info.run_id, stores, self.secrets)
+            current = self._current(stores, active.info, history_known=False)
             log_tags(current, values)
             return _OpenRun(current, False, False, self.saved)
         experiment_id = stores_.experiment_id(self.config, self.project_path, stores)
@@ -295,8 +344,21 @@ class _Opening:
             run_name=self.secrets.scrub(run_name),
             tags=values,
         )
-        current = CurrentRun(run.info.run_id, stores, self.secrets)
+        current = self._current(stores, run.info, history_known=True)
         return _OpenRun(current, True, True, self.saved)
+
+    def _current(self, stores: Stores, info: Any, *, history_known: bool) -> CurrentRun:
+        """The run value, with an outbox that uploads straight to its artifact root.
+
+        ``history_known``: the run was just created, so it has no metric yet.
+        """
+        outbox = Outbox(
+            stores.client,
+            info.run_id,
+            artifact_uri=info.artifact_uri,
+            history_known=history_known,
+        )
+        return CurrentRun(info.run_id, stores, self.secrets, outbox)
 
 
 # ------------------------------------------------------------------- closing a run
@@ -309,6 +371,7 @@ def _close(status: str) -> None:
         return
     _STATE.run = None
     _unexport()
+    _STATE.guard.disarm()
     run_id, client = run.current.run_id, run.current.stores.client
     try:
         if run.participant:
@@ -332,22 +395,3 @@ def _export(run: CurrentRun) -> None:
 def _unexport() -> None:
     for name in (RUN_ID_ENV_VAR, TRACKING_URI_ENV_VAR, REGISTRY_URI_ENV_VAR):
         os.environ.pop(name, None)
-
-
-def _register_atexit() -> None:
-    if _STATE.atexit_pid is None:
-        atexit.register(_end_interrupted_run)
-        _STATE.atexit_pid = os.getpid()
-
-
-def _end_interrupted_run() -> None:
-    """At interpreter exit, a run still open was interrupted (Ctrl-C): mark it KILLED.
-
-    Only in the process that opened it: forked workers inherit the state but not the run.
-    """
-    if _STATE.run is not None and _STATE.atexit_pid == os.getpid():
-        try:
-            with _STATE.lock:
-                _close(_KILLED)
-        except Exception:  # noqa: S110 - never fail at interpreter exit
-            pass

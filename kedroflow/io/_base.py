@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from kedroflow.outbox import Outbox
+
 logger = logging.getLogger(__name__)
 
 _DI = TypeVar("_DI")
@@ -64,6 +66,16 @@ class MlflowBaseDataset(AbstractDataset[_DI, _DO]):
     def _current_run_id() -> str | None:
         run = tracking.current_run()
         return run.run_id if run is not None else None
+
+    @staticmethod
+    def _outbox(run_id: str) -> Outbox | None:
+        """The outbox of ``run_id`` when it is the ``kedro run``'s own run, else None.
+
+        Through it, metrics are buffered and artifacts uploaded in the background;
+        without it (another run, a notebook's run) they are sent at once.
+        """
+        run = tracking.current_run()
+        return run.outbox if run is not None and run.run_id == run_id else None
 
     @staticmethod
     def _client() -> MlflowClient:

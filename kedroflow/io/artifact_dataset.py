@@ -3,7 +3,9 @@
 It wraps the dataset by composition (no class is built at run time), so it pickles and
 works under ParallelRunner. Only what this save wrote is uploaded: the version just
 written for a versioned dataset, the partitions of this save for a PartitionedDataset.
-The file is streamed to the artifact store as it is, never read into memory.
+The file is streamed to the artifact store as it is, never read into memory. Inside
+``kedro run`` the upload runs in the background (the run's outbox) while the pipeline
+goes on; the run's end waits for it, and a failed upload fails the run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from kedroflow.errors import MlflowDatasetError
 from kedroflow.io._base import MlflowBaseDataset
+from kedroflow.outbox import upload_files
 
 logger = logging.getLogger(__name__)
 
@@ -168,15 +171,13 @@ class MlflowArtifactDataset(MlflowBaseDataset[Any, Any]):
             return
         run_id = self._run_for("log its artifact", self._run_id)  # fail before writing
         self._dataset.save(data)
-        mlflow_client = self._client()
+        files = self._written_files(data)
+        outbox = self._outbox(run_id)
         try:
-            for local, folder in self._written_files(data):
-                if Path(local).is_dir():
-                    mlflow_client.log_artifacts(
-                        run_id, local, _join(folder, Path(local).name)
-                    )
-                else:
-                    mlflow_client.log_artifact(run_id, local, folder)
+            if outbox is not None:  # uploaded while the pipeline goes on
+                outbox.upload(self._label(), files)
+            else:
+                upload_files(self._client(), run_id, files)
         except MlflowException as error:
             raise self._mlflow_error(error, "log its artifact", run_id) from error
 

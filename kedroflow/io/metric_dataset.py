@@ -1,7 +1,11 @@
 """Metric datasets of one key: one value, or one history, logged to the run.
 
-A whole history goes to MLflow in one ``log_batch`` (the client splits it in chunks of
-1,000 metrics, MLflow's limit per request), never one request per step.
+Inside ``kedro run`` the run's outbox (:mod:`kedroflow.outbox`) buffers what they save
+and sends it in one ``log_batch`` (the client splits it in chunks of 1,000 metrics,
+MLflow's limit per request) at the end of the run, or earlier; it also knows each
+key's last step, so choosing a step reads nothing. Anything that reads the run's
+metrics back sends the buffer first. Elsewhere (a notebook's run, ``run_id:``) each
+save is one ``log_batch``.
 """
 
 from __future__ import annotations
@@ -43,12 +47,34 @@ class MetricDatasetBase(MlflowBaseDataset[Any, Any]):
         return sanitize_key(key, limits().key)
 
     def _log(self, run_id: str, metrics: list[Metric]) -> None:
+        outbox = self._outbox(run_id)
         try:
-            self._client().log_batch(run_id, metrics=metrics)
+            if outbox is not None:
+                outbox.log_metrics(self._label(), metrics)
+            else:
+                self._client().log_batch(run_id, metrics=metrics)
         except MlflowException as error:
             raise self._mlflow_error(error, "log metrics", run_id) from error
 
+    def _last_step(self, run_id: str, key: str) -> int | None:
+        """The last step of ``key`` in the run: known to its outbox, else read."""
+        outbox = self._outbox(run_id)
+        if outbox is None:
+            history = self._history(run_id, key)
+            return history[-1].step if history else None
+        try:
+            return outbox.last_step(key)
+        except MlflowException as error:
+            raise self._mlflow_error(error, "read metrics", run_id) from error
+
+    def _flush(self, run_id: str) -> None:
+        """Send the run's buffered metrics, before reading its metrics back."""
+        outbox = self._outbox(run_id)
+        if outbox is not None:
+            outbox.flush_metrics()
+
     def _history(self, run_id: str, key: str) -> list[Metric]:
+        self._flush(run_id)
         try:
             history = self._client().get_metric_history(run_id, key)
         except MlflowException as error:
@@ -64,6 +90,7 @@ class MetricDatasetBase(MlflowBaseDataset[Any, Any]):
         run_id = self._run_id or self._current_run_id()
         if run_id is None or (self._key is None and self._catalog_name is None):
             return False
+        self._flush(run_id)
         try:
             return self.key in self._client().get_run(run_id).data.metrics
         except MlflowException:
@@ -207,8 +234,7 @@ class MlflowMetricDataset(_KeyedMetric):
         value = metric_value(data, f"Dataset {self._label()}")
         step = self._save_args.get("step")
         if step is None:
-            history = self._history(run_id, self.key)
-            last = history[-1].step if history else None
+            last = self._last_step(run_id, self.key)
             if last is None:
                 step = 0
             else:

@@ -73,6 +73,7 @@ class MlflowMetricsHistoryDataset(MetricDatasetBase):
 
     def load(self) -> dict[str, Any]:
         run_id = self._run_for("load its metrics", self._run_id)
+        self._flush(run_id)
         try:
             keys = self._client().get_run(run_id).data.metrics
         except MlflowException as error:
@@ -123,6 +124,7 @@ class MlflowMetricsHistoryDataset(MetricDatasetBase):
         if run_id is None:
             return False
         start = f"{self.prefix}." if self.prefix else ""
+        self._flush(run_id)
         try:
             metrics = self._client().get_run(run_id).data.metrics
         except MlflowException:

@@ -134,6 +134,10 @@ class TrackingServer:
             f"tracking:\n  experiment:\n    name: {self.experiment}\n{extra}"
         )
 
+    def request_counter(self) -> Any:
+        """Counts this process's HTTP requests to the server, by endpoint, in a block."""
+        return _server.RequestCounter(self.url)
+
     def runs(self) -> list[Any]:
         """Runs of this test's experiment, oldest first."""
         found = self.client.get_experiment_by_name(self.experiment)

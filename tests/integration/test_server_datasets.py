@@ -96,6 +96,32 @@ class TestParallelRunnerOnServer:
         ]
 
 
+class TestRequestsOnServer:
+    def test_metric_datasets_cost_no_request_each(
+        self, kedro_project: Any, tracking_server: Any
+    ) -> None:
+        """8 metric saves and a history go in one batch, without reading histories."""
+        kedro_project.write("src/fake_project/nodes.py", NODES)
+        kedro_project.write_pipelines(REGISTRY)
+        kedro_project.write("conf/base/catalog.yml", CATALOG)
+        kedro_project.write("conf/base/parameters.yml", "alpha: 2.0\n")
+        kedro_project.write("conf/local/mlflow.yml", tracking_server.mlflow_yml())
+        with tracking_server.request_counter() as counter:
+            kedro_project.run()
+
+        run = tracking_server.only_run()
+        assert len(run.data.metrics) == N_METRICS + 1
+        calls = counter.by_endpoint()
+        assert "GET /api/2.0/mlflow/metrics/get-history" not in calls, calls
+        # one batch of parameters, one of metrics: not one request per metric save
+        assert calls["POST /api/2.0/mlflow/runs/log-batch"] == 2, calls
+        uploads = calls["PUT /api/2.0/mlflow-artifacts/artifacts/..."]
+        assert uploads == N_ARTIFACTS, calls
+        # the probe, the experiment (looked up, then created), the run, 2 batches,
+        # the uploads, the end
+        assert counter.count <= 7 + N_ARTIFACTS, calls
+
+
 class TestPipelineModelOnServer:
     def test_training_logs_registers_and_serves_from_the_server(
         self, kedro_project: Any, tracking_server: Any

@@ -1,0 +1,227 @@
+"""The run's outbox: buffered metrics and background uploads lose nothing.
+
+Real ``kedro run`` calls (KedroSession in this process, or the ``kedro`` CLI in a
+subprocess that gets a real SIGINT/SIGTERM) on a real SQLite store. Whatever stops the
+run, the metrics and artifacts its nodes saved are in the MLflow run, at the steps
+unbuffered saves would have given them.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kedro.runner import ParallelRunner, ThreadRunner
+
+from kedroflow.errors import TrackingError
+
+NODES = """
+import time
+from pathlib import Path
+
+
+def scores(x):
+    history = [1.0, 0.5, 0.25]
+    evaluation = {"auc": 0.9, "f1": [{"value": 0.7, "step": 0}, {"value": 0.8, "step": 1}]}
+    return x * 0.5, history, evaluation, {"x": x}, x
+
+
+def more(acc):
+    return acc + 0.1, acc + 0.2
+
+
+def fail(x):
+    raise RuntimeError(f"node failed after its upstream saved metrics (x={x})")
+
+
+def wait(x, marker):
+    Path(marker).write_text("started")
+    time.sleep(120)
+    return x
+"""
+
+REGISTRY = """
+from kedro.pipeline import Node, Pipeline
+
+from fake_project.nodes import fail, more, scores, wait
+
+
+def register_pipelines():
+    first = Pipeline([Node(scores, "params:x",
+                           ["acc_first", "loss_history", "evaluation", "report", "x_out"],
+                           name="scores")])
+    # loads acc_first back: the buffered metric must be readable
+    second = Pipeline([Node(more, "acc_first", ["acc_second", "loss_next"], name="more")])
+    return {
+        "__default__": first + second,
+        "scores": first,
+        "failing": first + Pipeline([Node(fail, "x_out", "never", name="fail")]),
+        "interrupted": first + Pipeline(
+            [Node(wait, ["x_out", "params:marker"], "never", name="wait")]
+        ),
+    }
+"""
+
+CATALOG = """
+acc_first:
+  type: kedroflow.MlflowMetricDataset
+  key: acc
+  save_args: {mode: append}
+acc_second:
+  type: kedroflow.MlflowMetricDataset
+  key: acc
+  save_args: {mode: append}
+loss_history:
+  type: kedroflow.MlflowMetricHistoryDataset
+  key: loss
+loss_next:
+  type: kedroflow.MlflowMetricDataset
+  key: loss
+  save_args: {mode: append}
+evaluation:
+  type: kedroflow.MlflowMetricsHistoryDataset
+  prefix: eval
+report:
+  type: kedroflow.MlflowArtifactDataset
+  artifact_path: reports
+  dataset:
+    type: json.JSONDataset
+    filepath: data/08_reporting/report.json
+"""
+
+#: What the "scores" node logs, as (step, value) per key: the same as unbuffered saves.
+FIRST = {
+    "acc": [(0, 1.0)],
+    "loss": [(0, 1.0), (1, 0.5), (2, 0.25)],
+    "eval.auc": [(0, 0.9)],
+    "eval.f1": [(0, 0.7), (1, 0.8)],
+}
+#: ...and the "more" node after it: appends continue after what "scores" logged.
+BOTH = {**FIRST, "acc": [(0, 1.0), (1, 1.1)], "loss": [*FIRST["loss"], (3, 1.2)]}
+
+
+@pytest.fixture
+def project(kedro_project: Any) -> Any:
+    kedro_project.write("src/fake_project/nodes.py", NODES)
+    kedro_project.write_pipelines(REGISTRY)
+    kedro_project.write("conf/base/catalog.yml", CATALOG)
+    marker = kedro_project.path / "node-started"
+    kedro_project.write("conf/base/parameters.yml", f"x: 2.0\nmarker: {marker}\n")
+    return kedro_project
+
+
+def logged(project: Any, run: Any) -> dict[str, list[tuple[int, float]]]:
+    """Every metric history of ``run``, in (step, value) order."""
+    client = project.client()
+    return {
+        key: sorted(
+            (m.step, round(m.value, 6))
+            for m in client.get_metric_history(run.info.run_id, key)
+        )
+        for key in run.data.metrics
+    }
+
+
+def reports(project: Any, run: Any) -> list[str]:
+    return [a.path for a in project.client().list_artifacts(run.info.run_id, "reports")]
+
+
+class TestNothingLost:
+    @pytest.mark.parametrize(
+        "runner", [None, ThreadRunner(), ParallelRunner(max_workers=2)]
+    )
+    def test_every_metric_and_report_at_its_step(
+        self, project: Any, runner: Any
+    ) -> None:
+        project.run(runner=runner)
+        run = project.only_run()
+        assert run.info.status == "FINISHED"
+        assert logged(project, run) == BOTH
+        assert reports(project, run) == ["reports/report.json"]
+
+    def test_a_failing_node_keeps_what_the_nodes_before_it_saved(
+        self, project: Any
+    ) -> None:
+        with pytest.raises(RuntimeError, match="node failed after its upstream"):
+            project.run(pipeline_names=["failing"])
+        run = project.only_run()
+        assert run.info.status == "FAILED"
+        assert "node failed after its upstream" in run.data.tags["kedroflow.error"]
+        assert logged(project, run) == FIRST
+        assert reports(project, run) == ["reports/report.json"]
+
+    def test_a_resumed_run_continues_after_its_history(
+        self, project: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        project.run(pipeline_names=["scores"])
+        run_id = project.only_run().info.run_id
+        monkeypatch.setenv("MLFLOW_RUN_ID", run_id)
+        project.run()  # both nodes, into the same run
+        run = project.only_run()
+        assert run.info.status == "FINISHED"
+        history = logged(project, run)
+        # "append" continues after the steps of the first kedro run: 0, then 1 and 2
+        assert history["acc"] == [(0, 1.0), (1, 1.0), (2, 1.1)]
+        # the history dataset logs its own steps again; "append" goes after them
+        assert history["loss"] == [
+            (0, 1.0), (0, 1.0), (1, 0.5), (1, 0.5), (2, 0.25), (2, 0.25), (3, 1.2),
+        ]  # fmt: skip
+
+
+class TestInterrupted:
+    @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+    def test_a_signal_during_a_node_keeps_what_was_saved_and_kills_the_run(
+        self, project: Any, pipelines_option: str, signum: int
+    ) -> None:
+        marker = project.path / "node-started"
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "kedro"), "run", pipelines_option,
+             "interrupted"],
+            cwd=project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 180
+            while not marker.exists() and time.monotonic() < deadline:
+                if process.poll() is not None:
+                    pytest.fail(f"kedro run ended early:\n{process.communicate()[0]}")
+                time.sleep(0.2)
+            assert marker.exists(), "the waiting node never started"
+            process.send_signal(signum)
+            output = process.communicate(timeout=90)[0]
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert process.returncode != 0, output
+        run = project.only_run()
+        assert run.info.status == "KILLED", output
+        assert logged(project, run) == FIRST
+        assert reports(project, run) == ["reports/report.json"]
+
+
+class TestFailedUpload:
+    def test_the_run_fails_naming_the_dataset(self, project: Any) -> None:
+        blocker = project.path / "not-a-folder"
+        blocker.write_text("a file where the artifact store should be")
+        project.write(
+            "conf/local/mlflow.yml",
+            f"""
+            tracking:
+              experiment:
+                name: blocked
+                create_experiment_kwargs:
+                  artifact_location: {blocker / "artifacts"}
+            """,
+        )
+        with pytest.raises(TrackingError, match=r"'report' \(MlflowArtifactDataset\)"):
+            project.run()
+        run = project.only_run("blocked")
+        assert run.info.status == "FAILED"
+        assert "'report' (MlflowArtifactDataset)" in run.data.tags["kedroflow.error"]
+        assert logged(project, run) == BOTH  # the metrics are delivered all the same
