@@ -66,15 +66,20 @@ loss_history:
 """
 
 
+def datasets_project(project: Any, server: Any) -> None:
+    """The project of this module: metric and artifact datasets, tracked on ``server``."""
+    project.write("src/fake_project/nodes.py", NODES)
+    project.write_pipelines(REGISTRY)
+    project.write("conf/base/catalog.yml", CATALOG)
+    project.write("conf/base/parameters.yml", "alpha: 2.0\n")
+    project.write("conf/local/mlflow.yml", server.mlflow_yml())
+
+
 class TestParallelRunnerOnServer:
     def test_four_workers_put_every_metric_and_artifact_in_the_one_run(
         self, kedro_project: Any, tracking_server: Any
     ) -> None:
-        kedro_project.write("src/fake_project/nodes.py", NODES)
-        kedro_project.write_pipelines(REGISTRY)
-        kedro_project.write("conf/base/catalog.yml", CATALOG)
-        kedro_project.write("conf/base/parameters.yml", "alpha: 2.0\n")
-        kedro_project.write("conf/local/mlflow.yml", tracking_server.mlflow_yml())
+        datasets_project(kedro_project, tracking_server)
         kedro_project.run(runner=ParallelRunner(max_workers=4))
 
         run = tracking_server.only_run()
@@ -101,11 +106,7 @@ class TestRequestsOnServer:
         self, kedro_project: Any, tracking_server: Any
     ) -> None:
         """8 metric saves and a history go in one batch, without reading histories."""
-        kedro_project.write("src/fake_project/nodes.py", NODES)
-        kedro_project.write_pipelines(REGISTRY)
-        kedro_project.write("conf/base/catalog.yml", CATALOG)
-        kedro_project.write("conf/base/parameters.yml", "alpha: 2.0\n")
-        kedro_project.write("conf/local/mlflow.yml", tracking_server.mlflow_yml())
+        datasets_project(kedro_project, tracking_server)
         with tracking_server.request_counter() as counter:
             kedro_project.run()
 
