@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from kedroflow.packaging import log_pipeline_model
 from kedroflow.provenance import filter_options
 
 if TYPE_CHECKING:
@@ -61,6 +60,9 @@ def log_training_model(
                 "kedroflow: PipelineML '%s': artifacts %s were not produced by this run; "
                 "the model uses their stored version.", name, reused,
             )  # fmt: skip
+        # MLflow's model code (mlflow.pyfunc) is imported by runs that log a model only
+        from kedroflow.packaging import log_pipeline_model
+
         log_pipeline_model(
             ml.inference, catalog, input_name=ml.input_name,
             output_name=ml.output_name, run_id=run_id, kpm_kwargs=ml.kpm_kwargs,
