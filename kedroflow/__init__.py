@@ -20,6 +20,7 @@ _LAZY = {
     "MlflowModelTrackingDataset": "kedroflow.io",
     "MlflowModelLocalFileSystemDataset": "kedroflow.io",
     "MlflowModelRegistryDataset": "kedroflow.io",
+    "MlflowPromptDataset": "kedroflow.io",
     "PipelineML": "kedroflow.pipeline",
     "pipeline_ml_factory": "kedroflow.pipeline",
     "KedroPipelineModel": "kedroflow.model",
@@ -36,6 +37,7 @@ __all__ = [
     "MlflowModelLocalFileSystemDataset",
     "MlflowModelRegistryDataset",
     "MlflowModelTrackingDataset",
+    "MlflowPromptDataset",
     "PipelineML",
     "__version__",
     "pipeline_ml_factory",
@@ -51,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
         MlflowModelLocalFileSystemDataset,
         MlflowModelRegistryDataset,
         MlflowModelTrackingDataset,
+        MlflowPromptDataset,
     )
     from kedroflow.model import KedroPipelineModel
     from kedroflow.pipeline import PipelineML, pipeline_ml_factory

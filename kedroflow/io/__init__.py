@@ -16,6 +16,7 @@ from kedroflow.io.model_dataset import (
     MlflowModelRegistryDataset,
     MlflowModelTrackingDataset,
 )
+from kedroflow.io.prompt_dataset import MlflowPromptDataset
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -29,6 +30,7 @@ __all__ = [
     "MlflowModelLocalFileSystemDataset",
     "MlflowModelRegistryDataset",
     "MlflowModelTrackingDataset",
+    "MlflowPromptDataset",
     "bind_catalog_names",
 ]
 
