@@ -114,6 +114,8 @@ class RunConfig(_Section):
     name: str | None = None
     nested: StrictBool = True
     tags: dict[str, Any] = Field(default_factory=dict)
+    #: none | namespace (a child run per top-level namespace) | pipeline (per --pipelines)
+    child_runs: Literal["none", "namespace", "pipeline"] = "none"
 
     @field_validator("id")
     @classmethod
@@ -149,6 +151,18 @@ class ParamsConfig(_Section):
         return patterns
 
 
+class TracingConfig(_Section):
+    #: One MLflow trace per run, a span per node; datasets: a span per load and save.
+    enabled: StrictBool = True
+    datasets: StrictBool = False
+
+
+class SystemMetricsConfig(_Section):
+    #: One MLflow system-metrics monitor per run (needs psutil), sampling every N s.
+    enabled: StrictBool = False
+    sampling_interval: float = Field(default=10.0, gt=0, le=3600)
+
+
 class TrackingConfig(_Section):
     disable_tracking: DisableTrackingConfig = Field(
         default_factory=DisableTrackingConfig
@@ -156,6 +170,10 @@ class TrackingConfig(_Section):
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     params: ParamsConfig = Field(default_factory=ParamsConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    #: {flavor: {autolog kwargs}}: mlflow.<flavor>.autolog for the time of the run.
+    autolog: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    system_metrics: SystemMetricsConfig = Field(default_factory=SystemMetricsConfig)
 
 
 class UiConfig(_Section):

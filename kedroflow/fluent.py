@@ -122,35 +122,38 @@ class NodeRuns:
         else:
             os.environ[_EXPERIMENT_ENV] = env
 
-    def enter(self) -> None:
-        """Before a node, in its thread: the kedro run is the active run."""
-        self._local.pushed = self._push()
+    def enter(self, run: Run | None = None) -> None:
+        """Before a node, in its thread: the kedro run (or ``run``) is the active run."""
+        self._local.run = run or self.run
+        self._local.pushed = self._push(self._local.run)
 
     def leave(self, node_name: str) -> None:
         """After a node, in its thread: the stack as it was before the node."""
         pushed = getattr(self._local, "pushed", False)
+        run = getattr(self._local, "run", self.run)
         self._local.pushed = False
         where = f"node '{node_name}'"
-        if self._unwind(where):
-            self._reopen(where)
+        if self._unwind(where, str(run.info.run_id)):
+            self._reopen(where, str(run.info.run_id))
             if not pushed:  # the thread that opened the run keeps it active
-                self._push()
+                self._push(run)
         elif pushed:
             _stack().pop()
 
-    def _push(self) -> bool:
+    def _push(self, run: Run | None = None) -> bool:
+        run = run or self.run
         stack = _stack()
-        if stack and stack[-1].info.run_id == self.run_id:
+        if stack and stack[-1].info.run_id == run.info.run_id:
             return False
-        stack.append(_fluent().ActiveRun(self.run))
+        stack.append(_fluent().ActiveRun(run))
         return True
 
-    def _unwind(self, where: str) -> bool:
+    def _unwind(self, where: str, run_id: str | None = None) -> bool:
         """End the child runs left open above the kedro run; True if it is gone."""
         import mlflow
 
         stack = _stack()
-        position = _position(stack, self.run_id)
+        position = _position(stack, run_id or self.run_id)
         if position is None:
             return True
         for _ in range(_MAX_LEFT_OPEN):
@@ -164,15 +167,15 @@ class NodeRuns:
             mlflow.end_run()
         return False
 
-    def _reopen(self, where: str) -> None:
+    def _reopen(self, where: str, run_id: str) -> None:
         """A node called ``mlflow.end_run()`` on the kedro run: it stays open."""
         logger.warning(
             "kedroflow: %s ended the kedro run's MLflow run %s with mlflow.end_run(); "
             "kedroflow keeps it open and closes it when the pipeline ends.",
             where,
-            self.run_id,
+            run_id,
         )
-        self.current.stores.client.update_run(self.run_id, status="RUNNING")
+        self.current.stores.client.update_run(run_id, status="RUNNING")
 
 
 @dataclass

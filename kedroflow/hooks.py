@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from kedro.io import CatalogProtocol
     from kedro.pipeline import Node, Pipeline
 
-    from kedroflow.fluent import NodeRuns
+    from kedroflow.observer import RunObserver
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ class MlflowHook:
         self._config: KedroflowConfig | None = None
         self._context: KedroContext | None = None
         self._tracked: set[str] = set()  # Kedro run ids with an open MLflow run
-        # the run nodes see as mlflow.active_run(); what the last context exported
-        self._node_runs: NodeRuns | None = None
+        # what nodes see of the run (kedroflow.observer); what the context exported
+        self._observer: RunObserver | None = None
         self._session_env = SessionEnv()
 
     @hook_impl
@@ -80,7 +80,7 @@ class MlflowHook:
             )
             os.environ[TRACKING_OFF_ENV] = "1"
             return
-        from kedroflow import fluent, io, provenance, stores, tracking
+        from kedroflow import io, observer, provenance, stores, tracking
 
         project_path = Path(context.project_path)
         git_tags, diff = provenance.git_info(project_path)
@@ -97,12 +97,19 @@ class MlflowHook:
         )
         self._tracked.add(str(run_params.get("run_id")))
         try:
-            self._node_runs = fluent.NodeRuns.bind(run)
             params = _consumed_params(pipeline, catalog, run_params)
             run = tracking.log_params(run, params, config.tracking.params)
             if diff:
                 tracking.log_text(run, diff, "git/uncommitted.diff")
             io.bind_catalog_names(catalog, pipeline.datasets())
+            scope = observer.RunScope(
+                f"kedro run {'+'.join(names)}",
+                _trace_attributes(tags),
+                pipeline,
+                names,
+                lambda part: _consumed_params(part, catalog, {}),
+            )
+            self._observer = observer.RunObserver.start(config, run, scope)
         except BaseException as error:
             self._end_run("FAILED", error)
             raise
@@ -136,18 +143,17 @@ class MlflowHook:
         else:
             os.environ.pop(TRACKING_OFF_ENV, None)
 
-    # ---- nodes: MLflow's fluent API sees the kedro run (kedroflow.fluent)
+    # ---- nodes and datasets: what they see of the run (kedroflow.observer)
 
     @hook_impl
     def before_node_run(self, node: Node) -> None:
-        node_runs = self._nodes_run()
-        if node_runs is not None:
-            node_runs.enter()
+        if (observer := self._node_observer()) is not None:
+            observer.before_node(node)
 
     @hook_impl
     def after_node_run(self, node: Node) -> None:
-        if self._node_runs is not None:
-            self._node_runs.leave(node.name)
+        if (observer := self._node_observer()) is not None:
+            observer.after_node(node)
         if (
             self._tracked
         ):  # metrics that waited too long go now, while the next node runs
@@ -158,26 +164,50 @@ class MlflowHook:
                 run.outbox.flush_if_due()
 
     @hook_impl
-    def on_node_error(self, node: Node) -> None:
-        if self._node_runs is not None:
-            self._node_runs.leave(node.name)
+    def on_node_error(self, error: Exception, node: Node) -> None:
+        if (observer := self._node_observer()) is not None:
+            observer.after_node(node, error)
 
-    def _nodes_run(self) -> NodeRuns | None:
-        """The bound run; in a spawned ParallelRunner worker, the one it inherits."""
-        if self._node_runs is None and self._config is None:
-            if os.environ.get(WORKER_RUN_ENV) and not os.environ.get(TRACKING_OFF_ENV):
-                from kedroflow import fluent
+    @hook_impl
+    def before_dataset_loaded(self, dataset_name: str, node: Node) -> None:
+        if (observer := self._node_observer()) is not None:
+            observer.dataset("load", dataset_name, node, done=False)
 
-                self._node_runs = fluent.for_worker()
-        return self._node_runs
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, node: Node) -> None:
+        if (observer := self._node_observer()) is not None:
+            observer.dataset("load", dataset_name, node, done=True)
+
+    @hook_impl
+    def before_dataset_saved(self, dataset_name: str, node: Node) -> None:
+        if (observer := self._node_observer()) is not None:
+            observer.dataset("save", dataset_name, node, done=False)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, node: Node) -> None:
+        if (observer := self._node_observer()) is not None:
+            observer.dataset("save", dataset_name, node, done=True)
+
+    def _node_observer(self) -> RunObserver | None:
+        """The run's observer; in a ParallelRunner worker, the worker's own."""
+        observer = self._observer
+        if observer is not None:
+            if observer.pid != os.getpid():  # a forked worker: its own counterpart
+                observer = self._observer = observer.for_this_process()
+        elif self._config is None and os.environ.get(WORKER_RUN_ENV):
+            if not os.environ.get(TRACKING_OFF_ENV):  # a spawned worker
+                from kedroflow.observer import from_env
+
+                observer = self._observer = from_env()
+        return observer
 
     def _end_run(self, status: str, error: BaseException | None = None) -> None:
         from kedroflow import tracking
 
-        node_runs, self._node_runs = self._node_runs, None
+        observer, self._observer = self._observer, None
         try:
-            if node_runs is not None:
-                node_runs.unbind()
+            if observer is not None:
+                observer.finish(error)
         finally:
             tracking.end_run(status, error)
             self._session_env.forget_credentials()
@@ -209,6 +239,12 @@ class MlflowHook:
             run_id=run.run_id,
             client=run.stores.client,
         )
+
+
+def _trace_attributes(tags: dict[str, Any]) -> dict[str, Any]:
+    """What the root span of a run's trace says about the run."""
+    keys = ("kedro.pipeline", "kedro.env", "kedro.runner", "kedro.session_id")
+    return {key: tags[key] for key in keys if key in tags}
 
 
 def _package_name() -> str | None:

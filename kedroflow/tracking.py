@@ -82,6 +82,9 @@ class _RunState:
 
     def __init__(self) -> None:
         self.run: _OpenRun | None = None
+        #: A thread's own current run while a node of a child run runs or saves in it
+        #: (``tracking.run.child_runs``, kedroflow.child_runs).
+        self.thread = threading.local()
         self.lock = threading.Lock()
         #: Ends a run left open at interpreter exit (Ctrl-C, SIGTERM).
         self.guard = ExitGuard(self._end_interrupted_run)
@@ -109,6 +112,9 @@ def current_run() -> CurrentRun | None:
     Falls back to MLflow's own active run, on MLflow's stores, so that datasets also
     work in a notebook where the user called ``mlflow.start_run()``.
     """
+    child: CurrentRun | None = getattr(_STATE.thread, "run", None)
+    if child is not None:
+        return child
     run = _STATE.run
     if run is not None:
         return run.current
@@ -120,6 +126,11 @@ def current_run() -> CurrentRun | None:
         return CurrentRun(run_id, stores)
     active = mlflow.active_run()
     return CurrentRun(active.info.run_id, Stores.from_mlflow()) if active else None
+
+
+def use_in_thread(run: CurrentRun | None) -> None:
+    """Make ``run`` (a child run) this thread's current run; None: the run's own."""
+    _STATE.thread.run = run
 
 
 def current_stores() -> Stores:

@@ -108,7 +108,7 @@ class TestSchema:
 
     def test_unknown_key_lists_allowed_keys(self) -> None:
         with pytest.raises(
-            ConfigError, match=r"Allowed keys here: id, name, nested, tags"
+            ConfigError, match=r"Allowed keys here: id, name, nested, tags, child_runs"
         ):
             validate_config({"tracking": {"run": {"nme": "x"}}})
 
