@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from kedro.io import CatalogProtocol
     from kedro.pipeline import Node, Pipeline
 
-    from kedroflow.observer import RunObserver
+    from kedroflow.observer import RunObserver, RunScope
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +102,7 @@ class MlflowHook:
             if diff:
                 tracking.log_text(run, diff, "git/uncommitted.diff")
             io.bind_catalog_names(catalog, pipeline.datasets())
-            scope = observer.RunScope(
-                f"kedro run {'+'.join(names)}",
-                _trace_attributes(tags),
-                pipeline,
-                names,
-                lambda part: _consumed_params(part, catalog, {}),
-            )
+            scope = _run_scope(names, tags, pipeline, catalog)
             self._observer = observer.RunObserver.start(config, run, scope)
         except BaseException as error:
             self._end_run("FAILED", error)
@@ -241,10 +235,21 @@ class MlflowHook:
         )
 
 
-def _trace_attributes(tags: dict[str, Any]) -> dict[str, Any]:
-    """What the root span of a run's trace says about the run."""
+def _run_scope(
+    names: list[str], tags: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
+) -> RunScope:
+    """What the run's observer covers: its trace's name and root attributes, its
+    pipeline and how to find the parameters a part of it consumes (child runs)."""
+    from kedroflow.observer import RunScope
+
     keys = ("kedro.pipeline", "kedro.env", "kedro.runner", "kedro.session_id")
-    return {key: tags[key] for key in keys if key in tags}
+    return RunScope(
+        f"kedro run {'+'.join(names)}",
+        {key: tags[key] for key in keys if key in tags},
+        pipeline,
+        names,
+        lambda part: _consumed_params(part, catalog, {}),
+    )
 
 
 def _package_name() -> str | None:
