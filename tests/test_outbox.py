@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 from kedro.runner import ParallelRunner, ThreadRunner
 
@@ -128,6 +129,7 @@ def logged(project: Any, run: Any) -> dict[str, list[tuple[int, float]]]:
 
 
 def reports(project: Any, run: Any) -> list[str]:
+    mlflow.set_tracking_uri(project.tracking_uri)  # MLflow 3.0 resolves runs globally
     return [a.path for a in project.client().list_artifacts(run.info.run_id, "reports")]
 
 
