@@ -1,4 +1,8 @@
-"""What a tracked ``kedro run`` imports: MLflow's model code only when it logs a model."""
+"""What a tracked ``kedro run`` imports: MLflow's model code only when it logs a model.
+
+With tracing off: MLflow's own trace processor imports ``mlflow.pyfunc`` when a trace
+starts (it looks for a model's prediction context), whatever kedroflow does.
+"""
 
 from __future__ import annotations
 
@@ -54,6 +58,9 @@ def project(kedro_project: Any) -> Any:
         """,
     )
     kedro_project.write("conf/base/parameters.yml", "x: 2.0\n")
+    kedro_project.write(
+        "conf/local/mlflow.yml", "tracking:\n  tracing:\n    enabled: false\n"
+    )
     return kedro_project
 
 
