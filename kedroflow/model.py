@@ -20,8 +20,10 @@ runner, no catalog and no copy of the artifacts per call.
 from __future__ import annotations
 
 import copy
-import importlib
+import json
 import logging
+import tempfile
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -29,29 +31,25 @@ import pandas as pd  # noqa: TC002 (MLflow reads the predict type hint)
 from mlflow.pyfunc.model import PythonModel
 
 from kedroflow.errors import ModelError
+from kedroflow.model_config import (
+    CONFIG_VERSION,
+    PICKLED,
+    base_name,
+    build_model_config,
+    import_function,
+)
+
+__all__ = ["CONFIG_VERSION", "PROFILE_ARTIFACT", "KedroPipelineModel", "load_artifact"]
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from kedro.pipeline import Pipeline
+
 logger = logging.getLogger(__name__)
 
-#: Version of the ``model_config`` layout (written by kedroflow.packaging).
-CONFIG_VERSION = 1
-PICKLED = "__pickle__"  # artifact kept in memory by the run: stored with pickle
-
-
-def base_name(name: str) -> str:
-    """A dataset name without its transcoding suffix (``a@pandas`` -> ``a``)."""
-    return name.split("@", 1)[0]
-
-
-def import_function(path: str) -> Callable[..., Any]:
-    """Import ``module:qualname``."""
-    module_name, _, qualname = path.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj  # type: ignore[no-any-return]
+#: The model's artifact holding its training-input profile (kedroflow.monitoring).
+PROFILE_ARTIFACT = "kedroflow_profile"
 
 
 def _step(spec: Mapping[str, Any]) -> Callable[[dict[str, Any]], None]:
@@ -113,6 +111,14 @@ class KedroPipelineModel(PythonModel):
 
     Built by kedroflow when a training run of a ``PipelineML`` ends, or by
     ``kedro mlflow modelify``; users load it with ``mlflow.pyfunc.load_model``.
+    kedro-mlflow's hand-written logging works too: build it from a pipeline and a
+    catalog, stage its artifacts, and give both to MLflow, which pickles the model
+    (here: only its ``model_config`` data, never Kedro objects)::
+
+        model = KedroPipelineModel(pipeline, catalog, "instances", copy_mode="assign")
+        artifacts = model.extract_pipeline_artifacts()
+        mlflow.pyfunc.log_model(name="model", python_model=model, artifacts=artifacts)
+
     Artifacts are loaded once, in ``load_context``; ``predict`` runs the nodes in
     their precomputed order on a per-call dict that shares (never copies) them, so
     concurrent calls are safe as long as nodes do not mutate their inputs (name the
@@ -141,14 +147,107 @@ class KedroPipelineModel(PythonModel):
         (42, 63)
     """
 
+    def __init__(
+        self,
+        pipeline: Pipeline | None = None,
+        catalog: Any = None,
+        input_name: str | None = None,
+        runner: Any = None,
+        copy_mode: str | Mapping[str, str] | None = None,
+        *,
+        output_name: str | None = None,
+    ) -> None:
+        """With no argument: the model MLflow loads. With a pipeline: a model to log.
+
+        ``pipeline`` is the inference pipeline (or a ``PipelineML``, whose inference
+        part and ``input_name`` are used), ``catalog`` the catalog holding its
+        persisted inputs, ``input_name`` the input ``predict`` receives, ``copy_mode``
+        how artifacts are passed to the nodes (``"assign"`` by default). kedro-mlflow's
+        ``runner`` is refused: the model calls the node functions directly.
+        """
+        self._config: dict[str, Any] | None = None
+        self.profile: dict[str, Any] | None = None
+        self._source: tuple[Any, ...] | None = None
+        if pipeline is None:
+            return
+        if runner is not None:
+            raise ModelError(
+                "KedroPipelineModel takes no runner in kedroflow: the served model "
+                "calls the node functions directly. Remove the runner argument."
+            )
+        inference = getattr(pipeline, "inference", pipeline)
+        input_name = input_name or getattr(pipeline, "input_name", None)
+        output_name = output_name or getattr(pipeline, "output_name", None)
+        outputs = sorted(inference.outputs())
+        if input_name is None or input_name not in inference.inputs():
+            raise ModelError(
+                f"KedroPipelineModel input_name {input_name!r} is not an input of the "
+                f"pipeline; its free inputs are {sorted(inference.inputs())}."
+            )
+        if output_name is None and len(outputs) != 1:
+            raise ModelError(
+                f"The pipeline has {len(outputs)} free outputs {outputs}: pass "
+                "output_name=<the one predict() returns>."
+            )
+        self._source = (
+            inference, catalog, input_name, output_name or outputs[0],
+            "assign" if copy_mode is None else copy_mode,
+        )  # fmt: skip
+
+    def extract_pipeline_artifacts(
+        self, parameters_saving_folder: str | Path | None = None
+    ) -> dict[str, str]:
+        """Stage the artifacts in a folder (a new temporary one by default).
+
+        Returns the ``artifacts`` to give ``mlflow.pyfunc.log_model``; the model is
+        ready to ``predict`` in this process too.
+        """
+        if self._source is None:
+            raise ModelError(
+                "This KedroPipelineModel was not built from a pipeline: create it "
+                "with KedroPipelineModel(pipeline, catalog, input_name)."
+            )
+        inference, catalog, input_name, output_name, copy_mode = self._source
+        folder = Path(parameters_saving_folder or tempfile.mkdtemp(prefix="kedroflow-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        config, paths = build_model_config(
+            inference, catalog, input_name=input_name, output_name=output_name,
+            folder=folder, copy_mode=copy_mode,
+        )  # fmt: skip
+        self.setup(config, paths)
+        return dict(paths)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What MLflow pickles when logged by hand: the ``model_config`` data only."""
+        if self._config is None:
+            raise ModelError(
+                "Call extract_pipeline_artifacts() before logging the model, and pass "
+                "what it returns as mlflow.pyfunc.log_model(artifacts=...)."
+            )
+        return {"_config": self._config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+        self._config = state["_config"]
+
     def load_context(self, context: Any) -> None:
         """Import the node functions and load every artifact, once."""
-        self.setup(context.model_config, context.artifacts)
+        config = context.model_config or self._config
+        if not config:
+            raise ModelError(
+                "The model has no model_config: it was not saved by kedroflow."
+            )
+        self.setup(config, context.artifacts)
+        profile = (context.artifacts or {}).get(PROFILE_ARTIFACT)
+        if profile:
+            with open(profile, encoding="utf-8") as handle:
+                self.profile = json.load(handle)
 
     def setup(
         self, config: Mapping[str, Any], artifact_paths: Mapping[str, str]
     ) -> None:
         """Prepare the model from its ``model_config`` and artifact file paths."""
+        self._config = dict(config)
         self._input = base_name(config["input_name"])
         self._output = base_name(config["output_name"])
         self._steps = [_step(spec) for spec in config["nodes"]]

@@ -2,7 +2,7 @@
 
 :func:`log_pipeline_model` is what ``kedro mlflow modelify`` and, at the end of a
 training run, :mod:`kedroflow.training` call. The pipeline becomes data
-(:func:`build_model_config`): node functions by import path, parameters, and each
+(:func:`kedroflow.model_config.build_model_config`): node functions by import path, parameters, and each
 artifact written by its own dataset class, so the served
 :class:`~kedroflow.model.KedroPipelineModel` needs neither this module nor a Kedro run.
 The steps: stage the artifacts, check the model loads and predicts, infer signature
@@ -13,77 +13,23 @@ from __future__ import annotations
 
 import importlib
 import logging
-import re
-import shutil
 import tempfile
-from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kedro.io.core import is_parameter
-
 from kedroflow.errors import ModelError
-from kedroflow.model import (
-    CONFIG_VERSION,
-    PICKLED,
-    KedroPipelineModel,
-    base_name,
-    import_function,
-)
+from kedroflow.model import PROFILE_ARTIFACT, KedroPipelineModel
+from kedroflow.model_config import build_model_config, import_function
 from kedroflow.pipeline import LOG_MODEL_DEFAULTS
 from kedroflow.requirements import pip_requirements
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from kedro.pipeline import Pipeline
     from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
-
-
-def node_specs(pipeline: Pipeline) -> list[dict[str, Any]]:
-    """The nodes of ``pipeline`` as data, in topological order."""
-    specs = []
-    for node in pipeline.nodes:
-        func = node.func
-        module = getattr(func, "__module__", None)
-        qualname = getattr(func, "__qualname__", "")
-        problem = None
-        if module in (None, "__main__") or "<" in qualname:
-            problem = "it is not importable (a lambda, a local or a __main__ function)"
-        else:
-            try:
-                found = import_function(f"{module}:{qualname}")
-            except (ImportError, AttributeError) as exc:
-                problem = f"importing {module}:{qualname} fails ({exc})"
-            else:
-                if (
-                    found is not func
-                    and getattr(found, "__wrapped__", None) is not func
-                ):
-                    problem = f"{module}:{qualname} is another object"
-        if problem:
-            raise ModelError(
-                f"Node '{node.name}' of the inference pipeline cannot be stored in "
-                f"the model: {problem}. Define its function at the top level of a "
-                "module of the project package."
-            )
-        specs.append(
-            {
-                "name": node.name,
-                "func": f"{module}:{qualname}",
-                "inputs": _names(node._inputs),
-                "outputs": _names(node._outputs),
-            }
-        )
-    return specs
-
-
-def _names(value: Any) -> Any:
-    if value is None or isinstance(value, str):
-        return None if value is None else base_name(value)
-    if isinstance(value, dict):
-        return {str(k): base_name(v) for k, v in value.items()}
-    return [base_name(v) for v in value]
 
 
 # --------------------------------------------------------------------------------------
@@ -97,106 +43,8 @@ from kedroflow.model import KedroPipelineModel
 
 mlflow.models.set_model(KedroPipelineModel())
 '''
-_DROPPED_KEYS = {"credentials", "fs_args", "versioned", "version", "metadata"}
 _SAMPLE_ROWS = 5
 _PARAMS_PREFIX = "params:"  # Kedro's; the model's config keeps Kedro's names
-
-
-def _dataset_config(catalog: Any, name: str) -> dict[str, Any] | None:
-    try:
-        config = catalog.to_config()[0].get(name)
-    except Exception:  # a catalog that cannot describe itself: store the data
-        return None
-    return dict(config) if isinstance(config, Mapping) else None
-
-
-def _stage_artifact(catalog: Any, name: str, folder: Path) -> tuple[dict, Path]:
-    """Write the artifact ``name`` under ``folder``; return its spec and path."""
-    from kedro.io import MemoryDataset
-    from kedro.io.core import AbstractDataset
-
-    key = re.sub(r"[^\w.-]", "_", name)
-    config = _dataset_config(catalog, name)
-    path_key = next((k for k in ("filepath", "path") if config and k in config), None)
-    if config is None or path_key is None or isinstance(catalog[name], MemoryDataset):
-        import pickle
-
-        target = folder / f"{key}.pkl"
-        with target.open("wb") as handle:
-            pickle.dump(catalog.load(name), handle)
-        return {"name": name, "dataset": PICKLED}, target
-    clean = {k: v for k, v in config.items() if k not in _DROPPED_KEYS | {path_key}}
-    source = str(config[path_key])
-    target = folder / f"{key}{PurePosixPath(source).suffix}"
-    local = (
-        Path(source.removeprefix("file://"))
-        if "://" not in source.replace("file://", "")
-        else None
-    )
-    if local is not None and local.exists() and not config.get("versioned"):
-        if local.is_dir():
-            shutil.copytree(local, target)
-        else:
-            shutil.copyfile(local, target)
-    else:  # remote or versioned: re-save the loaded data with the same dataset class
-        data = catalog.load(name)
-        AbstractDataset.from_config(name, {**clean, path_key: str(target)}).save(data)
-    return {"name": name, "dataset": clean, "path_key": path_key}, target
-
-
-def build_model_config(
-    inference: Pipeline,
-    catalog: Any,
-    *,
-    input_name: str,
-    output_name: str,
-    folder: Path,
-    copy_mode: str | Mapping[str, str] = "assign",
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """The ``model_config`` of ``inference`` and its artifact files (staged in ``folder``).
-
-    Raises:
-        ModelError: An inference input is missing from the catalog or cannot be
-            loaded; the message names it.
-    """
-    if output_name not in inference.outputs():
-        inference = inference.to_outputs(output_name)
-    names = sorted(inference.inputs() - {input_name})
-    params = [n for n in names if is_parameter(n)]
-    artifacts = [n for n in names if n not in params]
-    absent = [n for n in names if n not in catalog]
-    if absent:
-        raise ModelError(
-            f"The inference pipeline needs {absent}, which the catalog does not have. "
-            "Declare them in catalog.yml (artifacts must be persisted datasets)."
-        )
-    config: dict[str, Any] = {
-        "kedroflow_config_version": CONFIG_VERSION,
-        "input_name": input_name,
-        "output_name": output_name,
-        "nodes": node_specs(inference),
-        "parameters": {n: catalog.load(n) for n in params},
-        "artifacts": {},
-        "copy_mode": (
-            dict(copy_mode)
-            if isinstance(copy_mode, Mapping)
-            else {n: copy_mode for n in artifacts if copy_mode != "assign"}
-        ),
-    }
-    paths: dict[str, str] = {}
-    for name in artifacts:
-        try:
-            spec, path = _stage_artifact(catalog, name, folder)
-        except Exception as exc:
-            raise ModelError(
-                f"Cannot store the inference input '{name}' with the model: {exc}. "
-                "It must be loadable now (persist it in catalog.yml if it is a "
-                "MemoryDataset released during the run)."
-            ) from exc
-        key = re.sub(r"[^\w.-]", "_", name)
-        config["artifacts"][key] = spec
-        paths[key] = str(path)
-    return config, paths
 
 
 def _sample(data: Any, rows: int = _SAMPLE_ROWS) -> Any:
@@ -268,6 +116,7 @@ def log_pipeline_model(
             model, catalog, input_name, config["parameters"],
             signature=kwargs.pop("signature"),
             example=kwargs.pop("input_example", "auto"),
+            profile_to=paths, folder=folder,
         )  # fmt: skip
         requirements = kwargs.pop("pip_requirements", None) or pip_requirements(
             [*model.loaded_inputs.values(), sample]
@@ -309,24 +158,33 @@ def _signature_and_example(
     *,
     signature: Any,
     example: Any,
+    profile_to: dict[str, str],
+    folder: Path,
 ) -> tuple[Any, Any, Any]:
     """Signature, input example and input sample; ``"auto"`` ones from the sample.
 
     The signature's output comes from predicting on the sample with the model just
-    set up, and its params are the parameters overridable at predict time.
+    set up, and its params are the parameters overridable at predict time. The input,
+    loaded once, also gives the drift profile stored with the model (added to
+    ``profile_to``, the model's artifacts).
     """
     from mlflow.models import infer_signature
 
     sample = None
-    if signature == "auto" or example == "auto":
-        try:
-            sample = _sample(catalog.load(input_name))
-        except Exception as exc:
+    try:
+        data = catalog.load(input_name)
+    except Exception as exc:
+        if signature == "auto" or example == "auto":
             logger.warning(
-                "kedroflow: no signature nor input example for the model: the "
-                "input '%s' cannot be loaded after the run (%s). Persist it, or "
-                "pass log_model_kwargs signature/input_example.", input_name, exc,
+                "kedroflow: no signature, input example nor drift profile for the "
+                "model: the input '%s' cannot be loaded after the run (%s). Persist "
+                "it, or pass log_model_kwargs signature/input_example.", input_name, exc,
             )  # fmt: skip
+    else:
+        sample = _sample(data)
+        profile_file = _write_profile(data, folder)
+        if profile_file:
+            profile_to[PROFILE_ARTIFACT] = profile_file
     if signature == "auto":
         signature = None
         if sample is not None:
@@ -336,6 +194,22 @@ def _signature_and_example(
     if example == "auto":
         example = sample
     return signature, example, sample
+
+
+def _write_profile(data: Any, folder: Path) -> str | None:
+    """The training input's profile (kedroflow.monitoring), as a model artifact file."""
+    import json
+
+    from kedroflow.monitoring import profile
+
+    try:
+        stats = profile(data)
+    except Exception as exc:  # drift monitoring is optional: the model still logs
+        logger.warning("kedroflow: no drift profile for the model's input: %s", exc)
+        return None
+    target = folder / f"{PROFILE_ARTIFACT}.json"
+    target.write_text(json.dumps(stats), encoding="utf-8")
+    return str(target)
 
 
 def _log(
@@ -359,7 +233,7 @@ def _log(
         flavor=PyfuncFlavor(),
         run_id=run_id,
         python_model=str(code_file),
-        model_config=config,
+        kedroflow_model_config=config,  # see PyfuncFlavor: not the run's params
         artifacts=paths,
         code_paths=code_paths or None,
         validate_serving_input=bool(validate_serving_input),
@@ -386,13 +260,22 @@ class PyfuncFlavor:
     predicted on that very sample before logging, so it passes False by default (the
     second load only costs time); ``log_model_kwargs={"validate_serving_input":
     True}`` restores it. ``Model.log`` reads the flavor's name from ``__name__``.
+
+    The ``model_config`` reaches ``save_model`` under another name: ``Model.log`` logs
+    a ``model_config`` keyword as the run's parameters (flattened: 17 params
+    ``artifacts/model/dataset/...`` for a 5-node pipeline), and the run's parameters
+    are the pipeline's, not the model's layout.
     """
 
     def __init__(self) -> None:
         self.__name__ = "mlflow.pyfunc"
 
     @staticmethod
-    def save_model(validate_serving_input: bool = True, **kwargs: Any) -> Any:
+    def save_model(
+        validate_serving_input: bool = True,
+        kedroflow_model_config: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         """``mlflow.pyfunc.save_model`` without ``validate_serving_input``."""
         pyfunc = importlib.import_module("mlflow.pyfunc")
-        return pyfunc.save_model(**kwargs)
+        return pyfunc.save_model(model_config=kedroflow_model_config, **kwargs)

@@ -190,6 +190,7 @@ class TestTrainingRunLogsTheModel:
         assert not (local / "python_model.pkl").exists()
         assert sorted(p.name for p in (local / "artifacts").iterdir()) == [
             "encoder.pkl",
+            "kedroflow_profile.json",  # the training input's profile (drift)
             "model.pkl",
         ]
         assert (local / "code" / "fake_project" / "nodes.py").exists()
