@@ -38,6 +38,7 @@ from kedro.io.core import is_parameter
 from kedro.pipeline import Pipeline
 
 from kedroflow.errors import PipelineMLError
+from kedroflow.gate_config import check_evaluation, check_promote_if
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ LOG_MODEL_KWARGS = {
     "step",
     "resources",
     "validate_serving_input",
+    "promote_if",
 }
 _OWNED_BY_KEDROFLOW = {
     "python_model",
@@ -110,6 +112,7 @@ class PipelineML(Pipeline):
         kpm_kwargs: Mapping[str, Any] | None = None,
         log_model_kwargs: Mapping[str, Any] | None = None,
         tags: str | Iterable[str] | None = None,
+        evaluation: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(nodes, tags=tags)
         if not isinstance(inference, Pipeline):
@@ -120,6 +123,8 @@ class PipelineML(Pipeline):
         self._input_name = input_name
         self.kpm_kwargs = _check_kpm_kwargs(dict(kpm_kwargs or {}))
         self.log_model_kwargs = _check_log_model_kwargs(dict(log_model_kwargs or {}))
+        #: Held-out evaluation settings (kedroflow.gate_config.Evaluation), or None.
+        self.evaluation = check_evaluation(evaluation)
         self._output_name = self._check_binding()
 
     @property
@@ -201,6 +206,8 @@ def pipeline_ml_factory(
     input_name: str,
     kpm_kwargs: Mapping[str, Any] | None = None,
     log_model_kwargs: Mapping[str, Any] | None = None,
+    *,
+    evaluation: Mapping[str, Any] | None = None,
 ) -> PipelineML:
     """Bind ``training`` to ``inference``; every training run logs ``inference``.
 
@@ -222,6 +229,12 @@ def pipeline_ml_factory(
             the registered version. ``artifact_path`` is accepted as ``name``.
             ``validate_serving_input=True`` makes MLflow reload the saved model to
             predict its input example (off: kedroflow predicts on it before saving).
+            ``promote_if`` (thresholds on the run's metrics and ``beat_current``)
+            gates the alias: see :mod:`kedroflow.promotion`.
+        evaluation: ``{"data": <catalog dataset>, "targets": <column>,
+            "model_type": "classifier" | "regressor", "slices": [<column>, ...]}``:
+            evaluate the logged model on held-out data with
+            ``mlflow.models.evaluate``, per slice too (see :mod:`kedroflow.evaluation`).
 
     Returns:
         The training pipeline, carrying the binding.
@@ -236,6 +249,7 @@ def pipeline_ml_factory(
         input_name=input_name,
         kpm_kwargs=kpm_kwargs,
         log_model_kwargs=log_model_kwargs,
+        evaluation=evaluation,
     )
 
 
@@ -283,6 +297,10 @@ def _check_log_model_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
         raise PipelineMLError(
             "log_model_kwargs registered_model_alias needs registered_model_name "
             "(the alias points at the version registered under that name)."
+        )
+    if "promote_if" in kwargs:
+        kwargs["promote_if"] = check_promote_if(
+            kwargs["promote_if"], kwargs.get("registered_model_alias")
         )
     return {**LOG_MODEL_DEFAULTS, **kwargs}
 

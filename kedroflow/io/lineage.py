@@ -223,3 +223,106 @@ def _entity(  # noqa: PLR0917
         schema=schema,
         profile=json.dumps(profile, default=str),
     )
+
+
+# ------------------------------------------------------------- lineage across runs
+
+#: Run tag ``kedroflow.output.<digest>`` = dataset name: the run wrote that data.
+OUTPUT_TAG = "kedroflow.output."
+#: Dataset input tag: the run that wrote the data this run read.
+PRODUCED_BY = "kedroflow.produced_by"
+_UNTRACEABLE = ("kedro", "mlflow_run", "mlflow_registry")  # no file to follow
+_TAG_BATCH = 100  # MLflow's limit of tags per log_batch request
+
+
+def record_lineage(
+    catalog: Any,
+    read: Iterable[str],
+    written: Iterable[str],
+    *,
+    client: Any,
+    run_id: str,
+    context: str,
+) -> list[DatasetInput]:
+    """Record what a run read and wrote, linking each input to the run that wrote it.
+
+    ``read`` are the datasets the run's nodes load (free inputs and persisted
+    intermediates), ``written`` those they save. Each persisted one is described
+    once (its digest computed once even when written then read back). Written data
+    becomes a ``kedroflow.output.<digest>`` run tag; each input gets the context tag
+    (``training`` or ``inference``) and, when a run of the experiment wrote the same
+    data, ``kedroflow.produced_by`` (one search per input, none for data this run
+    wrote itself). Returns the inputs logged.
+    """
+    from mlflow.entities import RunTag
+
+    read, written = set(read), set(written)
+    described = _described(catalog, sorted(read | written))
+    outputs = {
+        f"{OUTPUT_TAG}{d.digest}": name
+        for name, d in described.items()
+        if name in written and _traceable(d)
+    }
+    inputs = []
+    experiment: list[str] = []  # looked up once, on the first search
+    for name, dataset in described.items():
+        if name not in read:
+            continue
+        tags = [InputTag("mlflow.data.context", context)]
+        producer = run_id if name in written else None
+        if producer is None and _traceable(dataset):
+            producer = _producer(client, run_id, dataset.digest, experiment)
+        if producer:
+            tags.append(InputTag(PRODUCED_BY, producer))
+        inputs.append(DatasetInput(dataset, tags))
+    try:
+        items = [RunTag(k, v) for k, v in outputs.items()]
+        for start in range(0, len(items), _TAG_BATCH):
+            client.log_batch(run_id, tags=items[start : start + _TAG_BATCH])
+        if inputs:
+            client.log_inputs(run_id, datasets=inputs)
+    except MlflowException as error:  # lineage never fails a run
+        logger.warning(
+            "kedroflow: could not record the run's lineage: %s", error.message
+        )
+    return inputs
+
+
+def _described(catalog: Any, names: Iterable[str]) -> dict[str, Dataset]:
+    """The MLflow dataset entity of each persisted dataset of ``names``."""
+    found: dict[str, Dataset] = {}
+    for name in names:
+        if name == "parameters" or name.startswith("params:"):
+            continue
+        try:
+            if catalog.get_type(name) is None:
+                continue
+            dataset = catalog.get(name)
+            if dataset is None or _in_memory(dataset):
+                continue
+            found[name] = describe_input(name, dataset)
+        except Exception as error:  # lineage never fails a run
+            logger.warning("kedroflow: no lineage for dataset '%s': %s", name, error)
+    return found
+
+
+def _traceable(dataset: Dataset) -> bool:
+    if dataset.source_type in _UNTRACEABLE:
+        return False
+    return '"digest": "missing"' not in (dataset.profile or "")
+
+
+def _producer(
+    client: Any, run_id: str, digest: str, experiment: list[str]
+) -> str | None:
+    """The latest other run of the experiment that wrote data with ``digest``."""
+    if not experiment:
+        experiment.append(client.get_run(run_id).info.experiment_id)
+    found = client.search_runs(
+        experiment,
+        filter_string=f"tags.`{OUTPUT_TAG}{digest}` LIKE '%'",
+        max_results=2,
+        order_by=["attributes.start_time DESC"],
+    )
+    others = [r.info.run_id for r in found if r.info.run_id != run_id]
+    return others[0] if others else None

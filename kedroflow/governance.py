@@ -1,0 +1,115 @@
+"""What follows the logging of a training run's model: the model at the centre.
+
+1. The logged model is linked to the run's data and metrics: each persisted dataset
+   input becomes a ``kedroflow.input.<name>`` tag of the logged model (digest, source,
+   producing run), and the latest value of each of the run's metrics is linked to the
+   model's ``model_id`` (with the model's input dataset), so the MLflow UI's model
+   page shows them. The run's own metric history is unchanged: the same points are
+   sent again, which the store does not duplicate.
+2. With ``evaluation=``, the model is evaluated on held-out data
+   (:mod:`kedroflow.evaluation`).
+3. With a registered version and an alias, the promotion gate decides whether the
+   alias moves (:mod:`kedroflow.promotion`).
+4. The version's description becomes its model card (:mod:`kedroflow.model_card`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from kedroflow import model_card
+from kedroflow.evaluation import evaluate_model
+from kedroflow.promotion import promote
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mlflow import MlflowClient
+
+logger = logging.getLogger(__name__)
+
+INPUT_TAG = "kedroflow.input."
+PRODUCED_BY = "kedroflow.produced_by"
+_TAG_LIMIT = 5000
+
+
+def govern_model(
+    client: MlflowClient,
+    info: Any,
+    *,
+    run_id: str,
+    catalog: Any,
+    input_name: str,
+    evaluation: Mapping[str, Any] | None,
+    alias: str | None,
+    promote_if: Mapping[str, Any] | None,
+    tracking_uri: str,
+) -> None:
+    """Link, evaluate, gate and describe the model ``info`` logged by ``run_id``."""
+    run = client.get_run(run_id)
+    link_to_run(client, info.model_id, run, input_name)
+    metrics = dict(run.data.metrics)
+    evaluated: dict[str, float] | None = None
+    if evaluation:
+        data = catalog.load(evaluation["data"])
+        evaluated = evaluate_model(
+            client, info.model_uri, model_id=info.model_id, data=data,
+            spec=evaluation, run_id=run_id,
+        )  # fmt: skip
+        metrics.update(evaluated)
+    name, version = info.registered_model_name, info.registered_model_version
+    if not (name and version):
+        return
+    decision = None
+    if alias:
+        decision = promote(
+            client, name=name, version=str(version), alias=alias,
+            promote_if=promote_if, metrics=metrics,
+        ).text  # fmt: skip
+    run = client.get_run(run_id) if evaluated else run  # with the evaluation inputs
+    card = model_card.render(
+        run,
+        run_link=model_card.run_link(tracking_uri, run),
+        model_uri=info.model_uri,
+        evaluation=evaluated,
+        decision=decision,
+    )
+    model_card.write(client, name, str(version), card)
+
+
+def link_to_run(client: MlflowClient, model_id: str, run: Any, input_name: str) -> None:
+    """Give the logged model the run's dataset inputs and its latest metrics."""
+    from mlflow.entities import Metric
+
+    inputs = run.inputs.dataset_inputs if run.inputs else []
+    tags = {}
+    model_input = None
+    for item in inputs:
+        dataset = item.dataset
+        context = {t.key: t.value for t in item.tags}
+        if dataset.name == input_name:
+            model_input = dataset
+        described = f"digest={dataset.digest} source={dataset.source}"
+        if context.get(PRODUCED_BY):
+            described += f" produced_by={context[PRODUCED_BY]}"
+        tags[f"{INPUT_TAG}{dataset.name}"] = described[:_TAG_LIMIT]
+    if tags:
+        client.set_logged_model_tags(model_id, tags)
+    latest = [Metric.from_proto(m) for m in run.data.to_proto().metrics]
+    if not latest:
+        return
+    linked = [
+        Metric(
+            m.key,
+            m.value,
+            m.timestamp,
+            m.step,
+            model_id=model_id,
+            dataset_name=model_input.name if model_input else None,
+            dataset_digest=model_input.digest if model_input else None,
+        )
+        for m in latest
+    ]
+    for start in range(0, len(linked), 1000):  # MLflow's batch limit
+        client.log_batch(run.info.run_id, metrics=linked[start : start + 1000])
