@@ -1,0 +1,314 @@
+"""From data to a promoted model, with its trail, on a real project and SQLite store.
+
+One project: ``etl`` writes the data, ``training`` (a ``PipelineML`` with
+``evaluation=`` and a promotion gate) fits an encoder, writes features to disk and
+reads them back (a persisted intermediate), trains a model and logs the inference
+pipeline. Runs go through the ``kedro`` CLI, as a user runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import pytest
+
+from tests.conftest import KedroProject
+
+NODES = '''
+"""A logistic regression on two numbers and a colour."""
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import OneHotEncoder
+
+
+def make_data(size, seed):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"x1": rng.random(size), "x2": rng.random(size),
+                          "color": rng.choice(["red", "blue"], size)})
+    y = ((frame["x1"] + 0.1 * rng.standard_normal(size)) > 0.5).astype(int)
+    half = size // 2
+    held_out = frame.iloc[half:].assign(y=y.iloc[half:]).reset_index(drop=True)
+    return frame.iloc[:half], pd.DataFrame({"y": y.iloc[:half]}), held_out
+
+
+def fit_encoder(instances):
+    return OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(
+        instances[["color"]])
+
+
+def featurize(instances, encoder):
+    onehot = encoder.transform(instances[["color"]])
+    frame = instances[["x1", "x2"]].astype(float).reset_index(drop=True)
+    for i, name in enumerate(encoder.categories_[0]):
+        frame[f"color_{name}"] = onehot[:, i]
+    return frame
+
+
+def train(features, labels, c):
+    return LogisticRegression(C=c).fit(features, labels["y"])
+
+
+def score(model, features, labels):
+    return {"accuracy": float((model.predict(features) == labels["y"]).mean())}
+
+
+def predict(features, model):
+    proba = model.predict_proba(features)[:, 1]
+    return pd.DataFrame({"proba": proba, "pred": (proba > 0.5).astype(int)})
+'''
+
+REGISTRY = """
+from kedro.pipeline import Node, Pipeline
+
+from kedroflow import pipeline_ml_factory
+from fake_project.nodes import (fit_encoder, featurize, make_data, predict, score,
+                                train)
+
+
+def register_pipelines():
+    etl = Pipeline([Node(make_data, ["params:size", "params:seed"],
+                         ["instances", "labels", "held_out"], name="make_data")])
+    training = Pipeline([
+        Node(fit_encoder, "instances", "encoder", name="fit_encoder"),
+        Node(featurize, ["instances", "encoder"], "features", name="featurize"),
+        Node(train, ["features", "labels", "params:c"], "model", name="train"),
+        Node(score, ["model", "features", "labels"], "valid_metrics", name="score"),
+    ])
+    inference = Pipeline([
+        Node(featurize, ["instances", "encoder"], "inference_features",
+             name="featurize_inference"),
+        Node(predict, ["inference_features", "model"], "predictions", name="predict"),
+    ])
+    ml = pipeline_ml_factory(
+        training=training, inference=inference, input_name="instances",
+        log_model_kwargs=LOG_MODEL_KWARGS, evaluation=EVALUATION,
+    )
+    return {"etl": etl, "training": ml, "inference": inference, "__default__": ml}
+"""
+
+CATALOG = """
+instances: {type: pandas.CSVDataset, filepath: data/instances.csv}
+labels: {type: pandas.CSVDataset, filepath: data/labels.csv}
+held_out: {type: pandas.CSVDataset, filepath: data/held_out.csv}
+encoder: {type: pickle.PickleDataset, filepath: data/encoder.pkl}
+features: {type: pandas.CSVDataset, filepath: data/features.csv}
+model: {type: pickle.PickleDataset, filepath: data/model.pkl}
+valid_metrics: {type: kedroflow.MlflowMetricsHistoryDataset, prefix: valid}
+"""
+
+GATED = {
+    "registered_model_name": "scorer",
+    "registered_model_alias": "champion",
+    "promote_if": {"valid.accuracy": {"min": 0.8}, "beat_current": "valid.accuracy"},
+}
+EVALUATION = {
+    "data": "held_out",
+    "targets": "y",
+    "model_type": "classifier",
+    "predictions": "pred",
+    "slices": ["color"],
+}
+
+
+def make_project(
+    path: Path,
+    template: Path,
+    db: Path,
+    log_model_kwargs: dict | None = None,
+    evaluation: dict | None = None,
+) -> KedroProject:
+    shutil.copytree(template, path)
+    shutil.copy(db, path / "mlflow.db")
+    project = KedroProject(path)
+    project.write("src/fake_project/nodes.py", NODES)
+    project.write_pipelines(
+        f"LOG_MODEL_KWARGS = {log_model_kwargs or {}!r}\n"
+        f"EVALUATION = {evaluation!r}\n" + REGISTRY
+    )
+    project.write("conf/base/catalog.yml", CATALOG)
+    project.write("conf/base/parameters.yml", "c: 1.0\nsize: 400\nseed: 0\n")
+    return project
+
+
+@pytest.fixture(scope="module")
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, project_template: Path, migrated_db: Path
+) -> KedroProject:
+    """ETL, then a training that the gate rejects (C tiny), then one it promotes."""
+    path = tmp_path_factory.mktemp("governed") / "fake-project"
+    project = make_project(path, project_template, migrated_db, GATED, EVALUATION)
+    project.kedro("run", "--pipeline", "etl")
+    project.kedro("run", "--pipeline", "training", "--params", "c=0.00001")
+    project.kedro("run", "--pipeline", "training", "--params", "c=10")
+    return project
+
+
+def runs_by_pipeline(project: KedroProject) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {}
+    for run in project.runs():
+        found.setdefault(run.data.tags["kedro.pipeline"], []).append(run)
+    return found
+
+
+class TestTheModelAtTheCentre:
+    def test_run_params_are_the_pipelines_only(self, trained: KedroProject) -> None:
+        run = runs_by_pipeline(trained)["training"][-1]
+        assert run.data.params == {"c": "10.0"}
+
+    def test_logged_model_carries_run_metrics_and_inputs(
+        self, trained: KedroProject
+    ) -> None:
+        client = trained.client()
+        run = runs_by_pipeline(trained)["training"][-1]
+        (model,) = [
+            m
+            for m in client.search_logged_models([run.info.experiment_id])
+            if m.source_run_id == run.info.run_id
+        ]
+        linked = {m.key: m for m in model.metrics}
+        assert linked["valid.accuracy"].value == run.data.metrics["valid.accuracy"]
+        assert linked["valid.accuracy"].dataset_name == "instances"
+        assert "accuracy_score" in linked  # evaluation metrics too
+        assert model.tags["kedroflow.input.instances"].startswith("digest=")
+        assert "produced_by=" in model.tags["kedroflow.input.instances"]
+        # re-linking the run's metrics added no point to its history
+        assert len(client.get_metric_history(run.info.run_id, "valid.accuracy")) == 1
+
+
+class TestLineage:
+    def test_intermediate_inputs_and_producing_runs(self, trained: KedroProject) -> None:
+        runs = runs_by_pipeline(trained)
+        (etl,) = runs["etl"]
+        training = runs["training"][-1]
+        inputs = {
+            i.dataset.name: {t.key: t.value for t in i.tags}
+            for i in training.inputs.dataset_inputs
+        }
+        for name in ("instances", "labels", "encoder", "features"):
+            assert inputs[name]["mlflow.data.context"] == "training"
+        assert inputs["instances"]["kedroflow.produced_by"] == etl.info.run_id
+        assert inputs["labels"]["kedroflow.produced_by"] == etl.info.run_id
+        # written then read back by the training run itself
+        assert inputs["features"]["kedroflow.produced_by"] == training.info.run_id
+
+    def test_lineage_command_prints_the_chain(self, trained: KedroProject) -> None:
+        runs = runs_by_pipeline(trained)
+        result = trained.kedro("mlflow", "lineage", "models:/scorer@champion")
+        out = result.stdout
+        assert "version 2 of 'scorer'" in out
+        assert f"run {runs['training'][-1].info.run_id} 'training'" in out
+        assert f"run {runs['etl'][0].info.run_id} 'etl'" in out
+        assert "<- instances (training)" in out
+
+
+class TestEvaluationAndGate:
+    def test_gate_rejects_then_promotes(self, trained: KedroProject) -> None:
+        client = trained.client()
+        first, second = (client.get_model_version("scorer", v) for v in ("1", "2"))
+        assert first.tags["kedroflow.promotion"].startswith("rejected: valid.accuracy")
+        assert "< 0.8" in first.tags["kedroflow.promotion"]
+        assert second.tags["kedroflow.promotion"] == "promoted to @champion"
+        assert client.get_model_version_by_alias("scorer", "champion").version == "2"
+
+    def test_per_slice_metrics_and_worst_slice(self, trained: KedroProject) -> None:
+        metrics = runs_by_pipeline(trained)["training"][-1].data.metrics
+        red, blue = (
+            metrics[f"slice.color.{c}.accuracy_score"] for c in ("red", "blue")
+        )
+        assert metrics["worst_slice.accuracy_score"] == min(red, blue)
+        assert metrics["accuracy_score"] > 0.8
+
+    def test_model_card_describes_the_version(self, trained: KedroProject) -> None:
+        run = runs_by_pipeline(trained)["training"][-1]
+        card = trained.client().get_model_version("scorer", "2").description
+        assert f"[{run.info.run_id}](runs:/{run.info.run_id})" in card
+        assert "**Promotion gate**: promoted to @champion" in card
+        assert "`instances` (training" in card and "produced by run" in card
+        assert "| `c` | 10.0 |" in card
+        assert "### Evaluation" in card and "worst_slice.accuracy_score" in card
+
+    def test_a_candidate_that_does_not_beat_the_champion_stays_out(
+        self, trained: KedroProject
+    ) -> None:
+        trained.kedro("run", "--pipeline", "training", "--params", "c=10")
+        client = trained.client()
+        third = client.get_model_version("scorer", "3")
+        assert "does not beat" in third.tags["kedroflow.promotion"]
+        assert client.get_model_version_by_alias("scorer", "champion").version == "2"
+
+
+class TestCompatibility:
+    def test_a_model_that_cannot_be_logged_fails_before_training(
+        self, tmp_path: Path, project_template: Path, migrated_db: Path
+    ) -> None:
+        project = make_project(tmp_path / "p", project_template, migrated_db)
+        project.write(
+            "conf/base/catalog.yml", CATALOG.replace("model: {type: pickle", "x: {type: pickle")
+        )
+        project.kedro("run", "--pipeline", "etl")
+        result = project.kedro("run", "--pipeline", "training", check=False)
+        assert result.returncode != 0
+        out = result.stdout + result.stderr
+        assert "no model logged for PipelineML 'training'" in out
+        assert "'model' is produced by this run but not kept" in out
+        assert "Running node: fit_encoder" not in out  # nothing trained
+        assert not (project.path / "data" / "encoder.pkl").exists()
+
+    def test_hand_written_kedro_pipeline_model(
+        self, tmp_path: Path, project_template: Path, migrated_db: Path
+    ) -> None:
+        from kedro.framework.session import KedroSession
+        from kedro.framework.startup import bootstrap_project
+
+        from kedroflow import KedroPipelineModel
+
+        project = make_project(tmp_path / "p", project_template, migrated_db)
+        project.kedro("run", "--pipeline", "etl")
+        project.kedro("run", "--pipeline", "training")
+        bootstrap_project(project.path)
+        mlflow.set_tracking_uri(project.tracking_uri)
+        with KedroSession.create(project_path=project.path) as session:
+            context = session.load_context()
+            from kedro.framework.project import pipelines
+
+            model = KedroPipelineModel(
+                pipeline=pipelines["training"], catalog=context.catalog,
+                input_name="instances", copy_mode={"model": "deepcopy"},
+            )  # fmt: skip
+            artifacts = model.extract_pipeline_artifacts()
+            instances = context.catalog.load("instances")
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=model, artifacts=artifacts
+            )
+        loaded = mlflow.pyfunc.load_model(info.model_uri)
+        served = mlflow.pyfunc.load_model(
+            f"models:/{project.runs()[-1].outputs.model_outputs[0].model_id}"
+        )
+        pd.testing.assert_frame_equal(
+            loaded.predict(instances), served.predict(instances)
+        )
+
+    def test_modelify_logs_into_a_new_run_with_a_copy_mode_dict(
+        self, tmp_path: Path, project_template: Path, migrated_db: Path
+    ) -> None:
+        project = make_project(tmp_path / "p", project_template, migrated_db)
+        project.kedro("run", "--pipeline", "etl")
+        project.kedro(
+            "mlflow", "modelify", "-p", "inference", "-i", "instances",
+            "--copy-mode", json.dumps({"model": "deepcopy"}),
+        )  # fmt: skip
+        (run,) = runs_by_pipeline(project)["inference"]
+        (model,) = project.client().search_logged_models([run.info.experiment_id])
+        assert model.source_run_id == run.info.run_id
+        assert run.info.status == "FINISHED"
+        mlflow.set_tracking_uri(project.tracking_uri)
+        loaded = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
+        assert loaded.metadata.model_config["copy_mode"] == {"model": "deepcopy"}
