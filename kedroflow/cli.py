@@ -157,7 +157,12 @@ def sync(metadata: ProjectMetadata, env: str) -> None:
 @click.option(
     "--model-name", default="model", show_default=True, help="Name of the logged model."
 )
-@click.option("--run-id", default=None, help="Link the model to this MLflow run.")
+@click.option(
+    "--run-id",
+    default=None,
+    help="Log the model into this MLflow run (default: a new run of the project's "
+    "experiment).",
+)
 @click.option(
     "--registered-model-name",
     default=None,
@@ -182,8 +187,9 @@ def sync(metadata: ProjectMetadata, env: str) -> None:
     "--copy-mode",
     default="assign",
     show_default=True,
-    type=click.Choice(["assign", "copy", "deepcopy"]),
-    help="How artifacts are passed to the nodes on each call.",
+    callback=lambda ctx, param, value: _copy_mode(value),
+    help="How artifacts are passed to the nodes on each call: assign, copy or "
+    'deepcopy, or a JSON object per dataset, e.g. \'{"model": "deepcopy"}\'.',
 )
 @click.option(
     "--code-paths",
@@ -214,7 +220,7 @@ def modelify(  # noqa: PLR0917
     alias: str | None,
     infer_signature: bool,
     infer_input_example: bool,
-    copy_mode: str,
+    copy_mode: str | dict[str, str],
     code_paths: tuple[str, ...],
     pip_requirements: str | None,
     extra_pip_requirements: str | None,
@@ -229,7 +235,9 @@ def modelify(  # noqa: PLR0917
 
     from kedroflow.errors import KedroflowError
     from kedroflow.packaging import log_pipeline_model
+    from kedroflow.provenance import git_info
     from kedroflow.stores import command_stores
+    from kedroflow.tracking import command_run
 
     if pipeline_name not in pipelines:
         raise KedroflowCliError(
@@ -260,10 +268,15 @@ def modelify(  # noqa: PLR0917
             with command_stores(
                 config, project_path=metadata.project_path, context=context,
                 run_id=run_id,
-            ) as used:  # fmt: skip
+            ) as used, command_run(
+                used.stores, used.experiment_id, run_id=run_id,
+                run_name=f"modelify-{pipeline_name}",
+                tags={**git_info(metadata.project_path)[0],
+                      "kedro.pipeline": pipeline_name, "kedroflow.command": "modelify"},
+            ) as target:  # fmt: skip
                 info = log_pipeline_model(
                     pipeline, context.catalog, input_name=input_name,
-                    output_name=output_name, run_id=run_id,
+                    output_name=output_name, run_id=target,
                     kpm_kwargs={"copy_mode": copy_mode},
                     log_model_kwargs={k: v for k, v in kwargs.items() if v is not None}
                     | {k: kwargs[k] for k in ("signature", "input_example")},
@@ -284,6 +297,69 @@ def modelify(  # noqa: PLR0917
         click.echo(
             f"Registered as {registered_model_name} v{info.registered_model_version}"
         )
+
+
+@mlflow_commands.command(name="lineage")
+@click.argument("target")
+@env
+@click.pass_obj
+def lineage(metadata: ProjectMetadata, target: str, env: str) -> None:
+    """Where a run or a model (models:/name@alias, models:/name/3) comes from."""
+    config = _load_project_config(metadata, env)
+    from kedroflow.errors import KedroflowError
+    from kedroflow.stores import command_stores
+    from kedroflow.trail import trail
+
+    with command_stores(config, project_path=metadata.project_path) as used:
+        try:
+            click.echo("\n".join(trail(used.stores.client, target)))
+        except KedroflowError as exc:
+            raise KedroflowCliError(str(exc)) from None
+
+
+@mlflow_commands.command(name="prune")
+@click.option("--keep-last", type=click.IntRange(min=0), help="Keep the N newest runs.")
+@click.option("--older-than", help="Delete only runs started before, e.g. 30d, 12h.")
+@click.option("--dry-run", is_flag=True, help="Show what would go; delete nothing.")
+@env
+@click.pass_obj
+def prune(
+    metadata: ProjectMetadata,
+    keep_last: int | None,
+    older_than: str | None,
+    dry_run: bool,
+    env: str,
+) -> None:
+    """Delete old runs of the project's experiment, never one behind a registered
+    model version; then MLflow's garbage collection frees their storage."""
+    config = _load_project_config(metadata, env)
+    from kedroflow import retention
+    from kedroflow.errors import KedroflowError
+    from kedroflow.stores import command_stores
+
+    with command_stores(config, project_path=metadata.project_path) as used:
+        client = used.stores.client
+        try:
+            seconds = retention.parse_duration(older_than) if older_than else None
+            selected = retention.plan(
+                client, used.experiment_id, keep_last=keep_last, older_than=seconds
+            )
+        except KedroflowError as exc:
+            raise KedroflowCliError(str(exc)) from None
+        collected = None
+        if not dry_run:
+            collected = retention.execute(client, selected, used.stores.tracking_uri)
+    click.echo("\n".join(retention.report(selected, collected)))
+
+
+def _copy_mode(value: str) -> str | dict[str, str]:
+    from kedroflow.errors import PipelineMLError
+    from kedroflow.pipeline import parse_copy_mode
+
+    try:
+        return parse_copy_mode(value)
+    except PipelineMLError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @mlflow_commands.command(name="migrate")

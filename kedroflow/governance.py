@@ -3,8 +3,9 @@
 1. The logged model is linked to the run's data and metrics: each persisted dataset
    input becomes a ``kedroflow.input.<name>`` tag of the logged model (digest, source,
    producing run), and the latest value of each of the run's metrics is linked to the
-   model's ``model_id`` (with the model's input dataset), so the MLflow UI's model
-   page shows them. The run's own metric history is unchanged: the same points are
+   model's ``model_id``, so the MLflow UI's model page shows them (MLflow links those
+   the run had when the model was logged; the others are linked here, with the
+   model's input dataset). The run's metric history is unchanged: the same points are
    sent again, which the store does not duplicate.
 2. With ``evaluation=``, the model is evaluated on held-out data
    (:mod:`kedroflow.evaluation`).
@@ -42,6 +43,7 @@ def govern_model(
     catalog: Any,
     input_name: str,
     evaluation: Mapping[str, Any] | None,
+    registered_model_name: str | None,
     alias: str | None,
     promote_if: Mapping[str, Any] | None,
     tracking_uri: str,
@@ -58,7 +60,7 @@ def govern_model(
             spec=evaluation, run_id=run_id,
         )  # fmt: skip
         metrics.update(evaluated)
-    name, version = info.registered_model_name, info.registered_model_version
+    name, version = registered_model_name, info.registered_model_version
     if not (name and version):
         return
     decision = None
@@ -96,7 +98,13 @@ def link_to_run(client: MlflowClient, model_id: str, run: Any, input_name: str) 
         tags[f"{INPUT_TAG}{dataset.name}"] = described[:_TAG_LIMIT]
     if tags:
         client.set_logged_model_tags(model_id, tags)
-    latest = [Metric.from_proto(m) for m in run.data.to_proto().metrics]
+    # MLflow links the metrics a run has when the model is logged: the others only
+    linked_already = {m.key for m in client.get_logged_model(model_id).metrics or []}
+    latest = [
+        m
+        for m in (Metric.from_proto(p) for p in run.data.to_proto().metrics)
+        if m.key not in linked_already
+    ]
     if not latest:
         return
     linked = [

@@ -81,7 +81,9 @@ class MlflowHook:
             os.environ[TRACKING_OFF_ENV] = "1"
             return
         from kedroflow import io, observer, provenance, stores, tracking
+        from kedroflow.training import check_training_models
 
+        check_training_models(names, run_params, pipeline, catalog)
         project_path = Path(context.project_path)
         git_tags, diff = provenance.git_info(project_path)
         tags = provenance.run_tags(
@@ -216,23 +218,37 @@ class MlflowHook:
     def _log_run_outputs(
         self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
     ) -> None:
-        """Record the run's data inputs and, for a training pipeline, its model."""
+        """Record the run's lineage and, for a training pipeline, its governed model."""
+        from kedro.framework.project import pipelines as registry
+
         from kedroflow import tracking
-        from kedroflow.io.lineage import log_dataset_inputs
+        from kedroflow.governance import govern_model
+        from kedroflow.io.lineage import record_lineage
+        from kedroflow.pipeline import find_pipeline_ml
         from kedroflow.training import log_training_model
 
         run = tracking.current_run()
         if run is None:
             return
-        log_dataset_inputs(catalog, sorted(pipeline.inputs()), run)
-        log_training_model(
-            pipeline_names(run_params),
-            run_params,
-            pipeline,
-            catalog,
-            run_id=run.run_id,
+        names = pipeline_names(run_params)
+        training = bool(find_pipeline_ml(registry, names, pipeline))
+        record_lineage(
+            catalog, pipeline.all_inputs(), pipeline.all_outputs(), run=run,
+            context="training" if training else "inference",
+        )  # fmt: skip
+        logged = log_training_model(
+            names, run_params, pipeline, catalog, run_id=run.run_id,
             client=run.stores.client,
-        )
+        )  # fmt: skip
+        for ml, info in logged:
+            govern_model(
+                run.stores.client, info, run_id=run.run_id, catalog=catalog,
+                input_name=ml.input_name, evaluation=ml.evaluation,
+                registered_model_name=ml.log_model_kwargs.get("registered_model_name"),
+                alias=ml.log_model_kwargs.get("registered_model_alias"),
+                promote_if=ml.log_model_kwargs.get("promote_if"),
+                tracking_uri=run.stores.tracking_uri,
+            )  # fmt: skip
 
 
 def _run_scope(

@@ -271,6 +271,26 @@ def _check_kpm_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def parse_copy_mode(text: str) -> str | dict[str, str]:
+    """A copy mode given as text (``kedro mlflow modelify --copy-mode``).
+
+    Examples:
+        >>> parse_copy_mode("deepcopy"), parse_copy_mode('{"model": "copy"}')
+        ('deepcopy', {'model': 'copy'})
+    """
+    import json
+
+    value: Any = text.strip()
+    if value.startswith("{"):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise PipelineMLError(
+                f"copy mode {text!r} is not valid JSON ({exc.msg})."
+            ) from None
+    return _check_kpm_kwargs({"copy_mode": value})["copy_mode"]  # type: ignore[no-any-return]
+
+
 def _check_log_model_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     if "artifact_path" in kwargs:
         if "name" in kwargs:

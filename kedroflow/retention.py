@@ -117,6 +117,31 @@ def execute(client: MlflowClient, selected: PrunePlan, tracking_uri: str) -> boo
     return collected
 
 
+def report(selected: PrunePlan, collected: bool | None) -> list[str]:
+    """What ``kedro mlflow prune`` prints; ``collected`` is None for a dry run."""
+    verb = "would delete" if collected is None else "deleted"
+    lines = [
+        f"{verb} run {r.info.run_id} '{r.info.run_name}' ({r.info.status}, started "
+        f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(r.info.start_time / 1000))})"
+        for r in selected.runs
+    ]
+    if selected.protected:
+        lines.append(
+            f"kept {len(selected.protected)} run(s) behind registered model versions"
+        )
+    counts = f"{len(selected.runs)} run(s) and {len(selected.models)} logged model(s)"
+    if collected is None:
+        lines.append(f"Dry run: {counts}, {human(selected.bytes)} of artifacts.")
+    elif collected:
+        lines.append(f"Deleted {counts}; freed {human(selected.freed)} of artifacts.")
+    else:
+        lines.append(
+            f"Deleted {counts}. The store is a server: run `mlflow gc` there to free "
+            f"their {human(selected.bytes)}."
+        )
+    return lines
+
+
 def _gc(tracking_uri: str, selected: PrunePlan) -> None:
     """MLflow's ``gc`` on exactly the deleted ids, in this process."""
     from mlflow.cli import gc

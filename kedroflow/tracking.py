@@ -15,6 +15,7 @@ Datasets ask :func:`current_run`, never the hook.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -36,7 +37,7 @@ from kedroflow.secrets import Secrets
 from kedroflow.stores import Stores, limits
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
     from pathlib import Path
 
     from kedroflow.config import KedroflowConfig, ParamsConfig
@@ -406,3 +407,26 @@ def _export(run: CurrentRun) -> None:
 def _unexport() -> None:
     for name in (RUN_ID_ENV_VAR, TRACKING_URI_ENV_VAR, REGISTRY_URI_ENV_VAR):
         os.environ.pop(name, None)
+
+
+@contextlib.contextmanager
+def command_run(
+    stores: Stores,
+    experiment_id: str,
+    *,
+    run_id: str | None,
+    run_name: str,
+    tags: Mapping[str, str],
+) -> Iterator[str]:
+    """``run_id``, else a new run of ``experiment_id`` for a command such as
+    ``kedro mlflow modelify``: FINISHED when the block succeeds, FAILED otherwise."""
+    if run_id:
+        yield run_id
+        return
+    run = stores.client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    status = "FAILED"
+    try:
+        yield run.info.run_id
+        status = "FINISHED"
+    finally:
+        stores.client.set_terminated(run.info.run_id, status)

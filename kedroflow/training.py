@@ -4,7 +4,8 @@ Kedro hooks get a plain ``Pipeline``: the ``PipelineML`` bindings are found agai
 the project's pipeline registry by the run's pipeline names. Each binding whose
 artifacts all exist is logged as a pipeline model linked to the run
 (:func:`kedroflow.packaging.log_pipeline_model`); otherwise a WARNING says which
-artifacts are missing, why, and how to log the model later.
+artifacts are missing, why, and how to log the model later. A run whose model could
+not be logged fails before it trains (:func:`check_training_models`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from kedroflow.errors import ModelError
 from kedroflow.provenance import filter_options
 
 if TYPE_CHECKING:
@@ -24,6 +26,40 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def check_training_models(
+    pipeline_names: list[str],
+    run_params: Mapping[str, Any],
+    pipeline: Any,
+    catalog: Any,
+) -> None:
+    """Fail a training run whose model could not be logged, before it trains.
+
+    Reads only the catalog: an artifact the run produces must be a persisted dataset
+    (kept after its last use), any other must be in storage, and the ``evaluation``
+    data must be a persisted dataset.
+
+    Raises:
+        ModelError: What :func:`log_training_model` would warn about at the end of
+            the run, with the same message, or the evaluation data's problem.
+    """
+    from kedro.framework.project import pipelines as registry
+
+    from kedroflow.pipeline import find_pipeline_ml
+
+    produced = pipeline.all_outputs()
+    for name, ml in find_pipeline_ml(registry, pipeline_names, pipeline):
+        missing = _missing_artifacts(ml, catalog, produced, run_params, before_run=True)
+        if missing:
+            raise ModelError(_no_model(name, ml, missing))
+        data = (ml.evaluation or {}).get("data")
+        kind = catalog.get_type(data) if data else ""
+        if kind is None or (kind and "MemoryDataset" in kind):
+            raise ModelError(
+                f"PipelineML '{name}': the evaluation data '{data}' is not a "
+                "persisted dataset of the catalog. Declare it in catalog.yml."
+            )
+
+
 def log_training_model(
     pipeline_names: list[str],
     run_params: Mapping[str, Any],
@@ -32,27 +68,27 @@ def log_training_model(
     *,
     run_id: str,
     client: MlflowClient | None = None,
-) -> None:
+) -> list[tuple[PipelineML, Any]]:
     """Log the inference pipeline bound to the training pipeline that just ran.
 
     A binding is logged when the run executed some of its training nodes and every
     artifact of its inference pipeline was produced by the run or can be loaded from
-    storage. ``run_params`` (normalised) name the run's filters in messages.
+    storage. ``run_params`` (normalised) name the run's filters in messages. The alias
+    is not moved here: the promotion gate does it (:mod:`kedroflow.governance`).
+    Returns each binding logged with its ``ModelInfo``.
     """
     from kedro.framework.project import pipelines as registry
 
     from kedroflow.pipeline import find_pipeline_ml
 
     produced = pipeline.all_outputs()
+    logged = []
     for name, ml in find_pipeline_ml(registry, pipeline_names, pipeline):
-        missing = _missing_artifacts(ml, catalog, produced, run_params)
+        missing = _missing_artifacts(
+            ml, catalog, produced, run_params, before_run=False
+        )
         if missing:
-            logger.warning(
-                "kedroflow: no model logged for PipelineML '%s': %s. Run the whole "
-                "training pipeline, or log the model later with `kedro mlflow modelify "
-                "--pipeline %s --input-name %s`.", name,
-                "; ".join(f"'{a}' is {why}" for a, why in missing.items()), name, ml.input_name,
-            )  # fmt: skip
+            logger.warning(_no_model(name, ml, missing))
             continue
         reused = sorted(ml.artifact_names - produced)
         if reused:
@@ -63,21 +99,41 @@ def log_training_model(
         # MLflow's model code (mlflow.pyfunc) is imported by runs that log a model only
         from kedroflow.packaging import log_pipeline_model
 
-        log_pipeline_model(
+        kwargs = {
+            k: v
+            for k, v in ml.log_model_kwargs.items()
+            if k not in ("registered_model_alias", "promote_if")
+        }
+        info = log_pipeline_model(
             ml.inference, catalog, input_name=ml.input_name,
             output_name=ml.output_name, run_id=run_id, kpm_kwargs=ml.kpm_kwargs,
-            log_model_kwargs=ml.log_model_kwargs, tags={"kedroflow.pipeline": name},
+            log_model_kwargs=kwargs, tags={"kedroflow.pipeline": name},
             client=client,
         )  # fmt: skip
+        logged.append((ml, info))
+    return logged
 
 
 def _missing_artifacts(
-    ml: PipelineML, catalog: Any, produced: set[str], run_params: Mapping[str, Any]
+    ml: PipelineML,
+    catalog: Any,
+    produced: set[str],
+    run_params: Mapping[str, Any],
+    *,
+    before_run: bool,
 ) -> dict[str, str]:
-    """The binding's artifacts that cannot be stored with the model, and why."""
+    """The binding's artifacts that cannot be stored with the model, and why.
+
+    Before the run only the catalog is read: an artifact the run produces must be a
+    persisted dataset; any other must be in storage.
+    """
     missing = {}
     for artifact in sorted(ml.artifact_names):
-        if artifact in catalog and catalog.exists(artifact):
+        if artifact in produced and before_run:
+            kind = catalog.get_type(artifact)
+            if kind is not None and "MemoryDataset" not in kind:
+                continue
+        elif artifact in catalog and catalog.exists(artifact):
             continue
         producers = [n.name for n in ml.nodes if artifact in n.outputs]
         missing[artifact] = (
@@ -88,6 +144,15 @@ def _missing_artifacts(
             " and it is not in storage from an earlier run"
         )
     return missing
+
+
+def _no_model(name: str, ml: PipelineML, missing: Mapping[str, str]) -> str:
+    reasons = "; ".join(f"'{a}' is {why}" for a, why in missing.items())
+    return (
+        f"kedroflow: no model logged for PipelineML '{name}': {reasons}. Run the whole "
+        "training pipeline, or log the model later with `kedro mlflow modelify "
+        f"--pipeline {name} --input-name {ml.input_name}`."
+    )
 
 
 def _filters(run_params: Mapping[str, Any]) -> str:

@@ -39,42 +39,6 @@ _SCHEMA_ROWS = 100  # CSV rows read to infer a schema
 _CSV_ARGS = ("sep", "delimiter", "header", "encoding", "decimal", "skiprows")
 
 
-def log_dataset_inputs(
-    catalog: Any, names: Iterable[str], run: CurrentRun
-) -> list[Dataset]:
-    """Record every persisted dataset of ``names`` as an input of ``run`` (one request).
-
-    Parameters and in-memory datasets are skipped. Returns what was logged.
-    """
-    datasets: list[Dataset] = []
-    for name in names:
-        if is_parameter(name):
-            continue
-        try:
-            if catalog.get_type(name) is None:
-                continue
-            dataset = catalog.get(name)
-            if dataset is None or _in_memory(dataset):
-                continue
-            datasets.append(describe_input(name, dataset))
-        except Exception as error:  # lineage never fails a run
-            logger.warning("kedroflow: no lineage for input '%s': %s", name, error)
-    if datasets:
-        inputs = [
-            DatasetInput(d, [InputTag("mlflow.data.context", "input")])
-            for d in datasets
-        ]
-        try:
-            run.stores.client.log_inputs(run.run_id, datasets=inputs)
-        except MlflowException as error:
-            logger.warning(
-                "kedroflow: could not record the run's %d dataset inputs: %s",
-                len(inputs),
-                error.message,
-            )
-    return datasets
-
-
 def describe_input(name: str, dataset: AbstractDataset) -> Dataset:
     """The MLflow ``Dataset`` entity of one catalog entry, without loading it."""
     kind = f"{type(dataset).__module__}.{type(dataset).__name__}"
@@ -240,8 +204,7 @@ def record_lineage(
     read: Iterable[str],
     written: Iterable[str],
     *,
-    client: Any,
-    run_id: str,
+    run: CurrentRun,
     context: str,
 ) -> list[DatasetInput]:
     """Record what a run read and wrote, linking each input to the run that wrote it.
@@ -256,6 +219,7 @@ def record_lineage(
     """
     from mlflow.entities import RunTag
 
+    client, run_id = run.stores.client, run.run_id
     read, written = set(read), set(written)
     described = _described(catalog, sorted(read | written))
     outputs = {
@@ -292,7 +256,7 @@ def _described(catalog: Any, names: Iterable[str]) -> dict[str, Dataset]:
     """The MLflow dataset entity of each persisted dataset of ``names``."""
     found: dict[str, Dataset] = {}
     for name in names:
-        if name == "parameters" or name.startswith("params:"):
+        if is_parameter(name):
             continue
         try:
             if catalog.get_type(name) is None:

@@ -12,7 +12,7 @@ import pandas as pd
 from kedro.io import DataCatalog
 
 from kedroflow import tracking
-from kedroflow.io.lineage import CONTENT_HASH_LIMIT, file_digest, log_dataset_inputs
+from kedroflow.io.lineage import CONTENT_HASH_LIMIT, file_digest, record_lineage
 
 
 def inputs_of(client: Any, run_id: str) -> dict[str, Any]:
@@ -33,12 +33,14 @@ class TestInputsThroughKedroRun:
         profile = json.loads(raw.profile)
         assert profile["digest"] == "content-sha256"
         assert profile["kedro_type"].endswith("CSVDataset")
+        # no PipelineML in this run: what it read is inference input; no tracked
+        # run wrote raw.csv, so no producing run either
         assert [(t.key, t.value) for t in inputs["raw"].tags] == [
-            ("mlflow.data.context", "input")
+            ("mlflow.data.context", "inference")
         ]
 
 
-class TestLogDatasetInputs:
+class TestRecordLineage:
     def test_versioned_parquet_and_skipped_entries(
         self, run_id: str, tmp_path: Path
     ) -> None:
@@ -55,10 +57,12 @@ class TestLogDatasetInputs:
         )
         catalog.save("table", pd.DataFrame({"a": [1.5], "b": ["x"]}))
         catalog["in_memory"] = 3
-        log_dataset_inputs(
+        record_lineage(
             catalog,
             ["table", "remote", "in_memory", "params:x", "missing"],
-            tracking.current_run(),
+            [],
+            run=tracking.current_run(),
+            context="inference",
         )
         inputs = inputs_of(mlflow.MlflowClient(), run_id)
         assert sorted(inputs) == ["remote", "table"]
