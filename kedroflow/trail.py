@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 PRODUCED_BY = "kedroflow.produced_by"
 _MAX_DEPTH = 12
+#: Contexts of the data a run read (kedroflow's); others are MLflow evaluation inputs.
+_DATA_CONTEXTS = ("training", "inference", "input")
 
 
 def trail(client: MlflowClient, target: str) -> list[str]:
@@ -84,11 +86,15 @@ def _walk(
         return
     seen.add(run_id)
     inputs = run.inputs.dataset_inputs if run.inputs else []
-    if not inputs:
+    data = [i for i in inputs if _context(i) in _DATA_CONTEXTS]
+    evaluated = sorted(i.dataset.name for i in inputs if i not in data)
+    if not data:
         lines.append(f"{pad}  (no persisted dataset input recorded)")
-    for item in sorted(inputs, key=lambda i: i.dataset.name):
+    if evaluated:
+        lines.append(f"{pad}  evaluated on {', '.join(evaluated)}")
+    for item in sorted(data, key=lambda i: i.dataset.name):
         tags = {t.key: t.value for t in item.tags}
-        context = tags.get("mlflow.data.context", "input")
+        context = _context(item)
         lines.append(
             f"{pad}  <- {item.dataset.name} ({context}) {_source(item.dataset)} "
             f"digest {item.dataset.digest}"
@@ -102,10 +108,15 @@ def _walk(
             lines.append(f"{pad}     no tracked run produced it (raw data)")
 
 
+def _context(item: Any) -> str:
+    tags = {t.key: t.value for t in item.tags}
+    return str(tags.get("mlflow.data.context", "input"))
+
+
 def _source(dataset: Any) -> str:
     import json
 
     try:
-        return str(json.loads(dataset.source).get("uri", dataset.source))
-    except (ValueError, AttributeError):
-        return str(dataset.source)
+        return str(json.loads(dataset.source)["uri"])
+    except (ValueError, KeyError, TypeError):
+        return str(dataset.source_type)

@@ -2,11 +2,14 @@
 # kedroflow end to end, offline, in a few minutes: bash scripts/demo.sh
 #
 #  1. creates ./.venv (once) with kedroflow from this repository and the example's needs;
-#  2. runs the example project examples/reviews: etl_instances, etl_labels, training
-#     (tracked in MLflow, model registered as reviews_classifier@champion), user_app;
+#  2. runs the example project examples/reviews: etl_instances, etl_labels (training
+#     and held-out test splits), training (tracked in MLflow, model evaluated on the
+#     held-out reviews and registered; the promotion gate decides whether it becomes
+#     reviews_classifier@champion), user_app (scores new reviews, logs their drift);
 #  3. serves the registered model with `mlflow models serve` on 127.0.0.1, sends it a few
 #     reviews, prints the answers and stops the server.
-# Safe to run again: data is rewritten, each training adds a run and a model version.
+# Safe to run again: data is rewritten, each training adds a run and a model version
+# (the same data gives the same model: the gate keeps the champion, which it does not beat).
 #
 # Environment overrides (used by the tests):
 #   KEDROFLOW_DEMO_VENV       virtualenv to create/use            (default: <repo>/.venv)
@@ -61,7 +64,10 @@ run() {  # run <title> <kedro run args...>: quiet, full output in demo.log
 }
 run "Create training reviews and their sentiments (etl_instances, etl_labels)" \
     --pipelines etl_instances,etl_labels
-run "Train, evaluate, log to MLflow, register $MODEL@champion (training)" --pipelines training
+run "Create held-out test reviews and their sentiments (split=test)" \
+    --pipelines etl_instances,etl_labels --params split=test
+run "Train, log to MLflow, evaluate on held-out data, register $MODEL, gate @champion (training)" \
+    --pipelines training
 run "Create new, unlabelled reviews (etl_instances, split=new)" --pipelines etl_instances --params split=new
 run "Score them with the registered model, flag follow-ups (user_app)" --pipelines user_app --params split=new
 
@@ -72,6 +78,8 @@ from mlflow import MlflowClient
 
 name = sys.argv[1]
 client = MlflowClient(tracking_uri="sqlite:///mlflow.db")
+latest = max(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+print(f"promotion gate version {latest.version}: {latest.tags.get('kedroflow.promotion')}")
 version = client.get_model_version_by_alias(name, "champion")
 run = client.get_run(version.run_id)
 data = run.data
@@ -81,6 +89,11 @@ for key in ("accuracy", "f1", "roc_auc"):
     match = [k for k in data.metrics if k.endswith(key)]
     if match:
         print(f"metric         {match[0]} = {data.metrics[match[0]]:.3f}")
+for key in ("f1_score", "worst_slice.f1_score"):
+    if key in data.metrics:
+        print(f"evaluation     {key} = {data.metrics[key]:.3f} (held-out reviews)")
+slices = sorted(k for k in data.metrics if k.startswith("slice.") and k.endswith(".f1_score"))
+print("per slice      " + ", ".join(f"{k.split('.')[2]} {data.metrics[k]:.3f}" for k in slices))
 history = client.get_metric_history(run.info.run_id, "valid.log_loss")
 print(f"history        valid.log_loss over {len(history)} epochs: "
       f"{history[0].value:.3f} -> {history[-1].value:.3f}")
@@ -88,7 +101,19 @@ artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
 print(f"artifacts      {', '.join(artifacts) or '-'}")
 print(f"inputs         {', '.join(d.dataset.name for d in run.inputs.dataset_inputs) or '-'}")
 print(f"model          models:/{name}@champion = version {version.version}")
+experiment = client.get_experiment_by_name("reviews")
+(scoring,) = client.search_runs(
+    [experiment.experiment_id], "tags.`kedro.pipeline` = 'user_app'",
+    order_by=["attributes.start_time DESC"], max_results=1,
+)
+drift = {k: v for k, v in scoring.data.metrics.items() if k.startswith("drift.")}
+print("drift          " + ", ".join(f"{k} = {v:.3f}" for k, v in sorted(drift.items())))
 PY
+echo
+echo "Where the champion comes from (kedro mlflow lineage models:/$MODEL@champion):"
+# (Kedro logs its logging setup first: print from the command's own first line)
+kedro mlflow lineage "models:/$MODEL@champion" 2>>"$LOG" | sed -n '/^models:\//,$p' \
+    | sed 's/^/  /' || fail "kedro mlflow lineage (full output: $LOG)"
 echo
 echo "Reviews flagged for follow-up (data/08_reporting/follow_ups_new.csv):"
 python - <<'PY'

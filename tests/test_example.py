@@ -222,9 +222,13 @@ class TestStarter:
         project = tmp_path / "shop-reviews"
         assert (project / "src" / "shop_reviews" / "pipeline_registry.py").is_file()
         shutil.copy(migrated_db, project / "mlflow.db")
-        for pipeline in ("etl_instances", "etl_labels", "training"):
+        for args in (
+            ["etl_instances,etl_labels"],
+            ["etl_instances,etl_labels", "--params", "split=test"],
+            ["training"],
+        ):
             result = subprocess.run(
-                [str(BIN / "kedro"), "run", "--pipelines", pipeline],
+                [str(BIN / "kedro"), "run", "--pipelines", *args],
                 cwd=project, env=env, capture_output=True, text=True,
                 stdin=subprocess.DEVNULL, timeout=300, check=False,
             )  # fmt: skip

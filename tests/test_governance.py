@@ -322,3 +322,49 @@ class TestCompatibility:
         mlflow.set_tracking_uri(project.tracking_uri)
         loaded = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
         assert loaded.model_config["copy_mode"] == {"model": "deepcopy"}
+
+
+class TestRetention:
+    def test_prune_frees_space_and_keeps_what_is_registered(
+        self, tmp_path: Path, project_template: Path, migrated_db: Path
+    ) -> None:
+        project = make_project(
+            tmp_path / "p", project_template, migrated_db,
+            {"registered_model_name": "scorer"},
+        )  # fmt: skip
+        project.run(pipeline_names=["etl"])
+        project.run(pipeline_names=["training"])  # registered: scorer v1
+        project.kedro("mlflow", "modelify", "-p", "inference", "-i", "instances")
+        project.run(pipeline_names=["etl"])
+        etl_old, training, modelify, etl_new = project.runs()
+        client = project.client()
+        (spare,) = [
+            m
+            for m in client.search_logged_models([training.info.experiment_id])
+            if m.source_run_id == modelify.info.run_id
+        ]
+        spare_files = Path(spare.artifact_location.removeprefix("file://"))
+        assert spare_files.is_dir()
+
+        dry = project.kedro("mlflow", "prune", "--keep-last", "1", "--dry-run").stdout
+        assert f"would delete run {modelify.info.run_id}" in dry
+        assert f"would delete run {etl_old.info.run_id}" in dry
+        assert "kept 1 run(s) behind registered model versions" in dry
+        assert len(project.runs()) == 4
+
+        out = project.kedro("mlflow", "prune", "--keep-last", "1").stdout
+        assert "Deleted 2 run(s) and 1 logged model(s); freed" in out
+        assert " 0 B of artifacts" not in out
+        remaining = {r.info.run_id for r in project.runs()}
+        assert remaining == {training.info.run_id, etl_new.info.run_id}
+        assert not spare_files.exists()  # MLflow's gc removed the artifacts
+        mlflow.set_tracking_uri(project.tracking_uri)
+        assert mlflow.pyfunc.load_model("models:/scorer/1") is not None
+
+    def test_prune_needs_a_rule(
+        self, tmp_path: Path, project_template: Path, migrated_db: Path
+    ) -> None:
+        project = make_project(tmp_path / "p", project_template, migrated_db)
+        result = project.kedro("mlflow", "prune", "--older-than", "soon", check=False)
+        assert result.returncode != 0
+        assert "--older-than 'soon' is not a duration" in result.stdout + result.stderr

@@ -262,12 +262,28 @@ def _described(catalog: Any, names: Iterable[str]) -> dict[str, Dataset]:
             if catalog.get_type(name) is None:
                 continue
             dataset = catalog.get(name)
-            if dataset is None or _in_memory(dataset):
+            if dataset is None or _in_memory(dataset) or _is_metric(dataset):
                 continue
             found[name] = describe_input(name, dataset)
         except Exception as error:  # lineage never fails a run
             logger.warning("kedroflow: no lineage for dataset '%s': %s", name, error)
     return found
+
+
+def _is_metric(dataset: AbstractDataset) -> bool:
+    """Metrics are the run's own values in MLflow, not data it reads or writes."""
+    from kedroflow.io.metric_dataset import (
+        MlflowMetricDataset,
+        MlflowMetricHistoryDataset,
+        MlflowMetricsHistoryDataset,
+    )
+
+    metrics = (
+        MlflowMetricDataset,
+        MlflowMetricHistoryDataset,
+        MlflowMetricsHistoryDataset,
+    )
+    return isinstance(dataset, metrics)
 
 
 def _traceable(dataset: Dataset) -> bool:

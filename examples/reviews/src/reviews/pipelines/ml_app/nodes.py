@@ -154,6 +154,15 @@ def plot_learning_curve(
     return figure
 
 
+def make_held_out(instances: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """The test reviews, their label and a length bucket (``short``, ``medium``,
+    ``long``): evaluation scores the model on each bucket, so a model that only works
+    on long reviews cannot pass for a good one."""
+    words = instances["text"].str.split().str.len()
+    length = pd.cut(words, [0, 8, 16, np.inf], labels=["short", "medium", "long"])
+    return instances.assign(label=labels["label"].values, length=length.astype(str))
+
+
 # ---- inference only ----------------------------------------------------------------
 
 

@@ -75,6 +75,12 @@ def create_pipeline() -> Pipeline:
                 "learning_curve",
                 tags=TRAINING,
             ),
+            Node(
+                nodes.make_held_out,
+                ["test_instances", "test_labels"],
+                "held_out",
+                tags=TRAINING,
+            ),
             # -- inference
             Node(
                 nodes.predict,

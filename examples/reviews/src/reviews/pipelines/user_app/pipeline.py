@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
+from kedroflow.monitoring import drift_metrics
+
 from .nodes import flag_for_follow_up, score_reviews
 
 
@@ -15,6 +17,12 @@ def create_pipeline() -> Pipeline:
                 ["registered_model", "instances"],
                 "scored_reviews",
                 name="score_reviews",
+            ),
+            Node(  # compares the batch with the model's training reviews
+                drift_metrics,
+                ["registered_model", "instances"],
+                "drift",
+                name="monitor_drift",
             ),
             Node(
                 flag_for_follow_up,

@@ -1,0 +1,121 @@
+"""What lineage and the evaluation + promotion gate cost the example's training run.
+
+    python benchmarks/bench_governance.py            # 5 rounds, ~6-10 min on 2 cores
+    python benchmarks/bench_governance.py --rounds 2 # quicker
+
+The example project (examples/reviews) is copied to a tmp dir; its ETL runs once
+(train and test splits). Then ``kedro run --pipelines training`` runs in-process
+(``KedroSession.run``, timed from ``session.run`` to its return, imports excluded) in
+four variants, one fresh subprocess per run, the variants alternating in every round
+so that load from other processes hits them alike:
+
+=========  ===============================================================
+``base``   tracking and model logging, without lineage and governance
+``lineage`` + lineage of what the run read and wrote (digests, produced_by)
+``gate``   + evaluation on held-out data (per slice), gate, model card
+``full``   both: what a user runs
+=========  ===============================================================
+
+A variant switches a part off by replacing its function with a no-op in the child
+process (``kedroflow.io.lineage.record_lineage``, ``kedroflow.governance.govern_model``),
+so everything else is the same code. Figures are medians; ratios are to ``base``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "reviews"
+VARIANTS = ("base", "lineage", "gate", "full")
+CHILD = """
+import json, logging, sys, time
+from pathlib import Path
+variant, project = sys.argv[1], Path(sys.argv[2])
+import kedroflow.governance, kedroflow.io.lineage
+if variant in ("base", "gate"):
+    kedroflow.io.lineage.record_lineage = lambda *a, **k: []
+if variant in ("base", "lineage"):
+    kedroflow.governance.govern_model = lambda *a, **k: None
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+bootstrap_project(project)
+logging.getLogger("kedro").setLevel(logging.WARNING)
+with KedroSession.create(project_path=project) as session:
+    start = time.perf_counter()
+    session.run(pipeline_names=["training"])
+    print(json.dumps({"seconds": time.perf_counter() - start}))
+"""
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID"):
+        env.pop(name, None)
+    return env
+
+
+def _kedro(project: Path, *args: str) -> None:
+    kedro = Path(sys.executable).parent / "kedro"
+    subprocess.run(
+        [str(kedro), "run", *args], cwd=project, env=_env(), check=True,
+        capture_output=True, timeout=900,
+    )  # fmt: skip
+
+
+def _timed(project: Path, variant: str) -> float:
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, variant, str(project)], cwd=project, env=_env(),
+        check=True, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    return float(json.loads(result.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the tmp project")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-governance-"))
+    project = root / "reviews"
+    shutil.copytree(
+        EXAMPLE, project, ignore=shutil.ignore_patterns("mlflow.db", "mlruns")
+    )
+    try:
+        _kedro(project, "--pipelines", "etl_instances,etl_labels")
+        _kedro(
+            project, "--pipelines", "etl_instances,etl_labels", "--params", "split=test"
+        )
+        _timed(project, "full")  # warm-up: store migration, experiment, first version
+        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        for round_ in range(args.rounds):
+            order = VARIANTS[round_ % 4 :] + VARIANTS[: round_ % 4]
+            for variant in order:
+                times[variant].append(_timed(project, variant))
+            print(
+                f"round {round_ + 1}: "
+                + ", ".join(f"{v} {times[v][-1]:.2f}s" for v in VARIANTS)
+            )
+        base = statistics.median(times["base"])
+        print("\nvariant   median s   ratio to base")
+        for variant in VARIANTS:
+            median = statistics.median(times[variant])
+            print(f"{variant:8s}  {median:8.2f}   {median / base:6.2f}x")
+    finally:
+        if args.keep:
+            print(f"kept {project}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
