@@ -110,8 +110,26 @@ class TestDemo:
     def test_is_safe_to_run_twice(self, demo: DemoRuns) -> None:
         assert demo.second.returncode == 0, _explain(demo.second, demo.project)
         client = _client(demo.project)
+        # each training registers a version; the same data gives the same model,
+        # which does not beat the champion: the gate keeps version 1
+        second = client.get_model_version(MODEL, "2")
+        assert "f1_score" in second.tags["kedroflow.promotion"]
+        assert "does not beat" in second.tags["kedroflow.promotion"]
         champion = client.get_model_version_by_alias(MODEL, "champion")
-        assert int(champion.version) == 2  # each training registers a new version
+        assert int(champion.version) == 1
+
+    def test_shows_the_gate_the_drift_and_the_lineage(self, demo: DemoRuns) -> None:
+        first, second = demo.first.stdout, demo.second.stdout
+        assert "promotion gate version 1: promoted to @champion" in first
+        assert re.search(
+            r"promotion gate version 2: rejected: f1_score .* does not beat", second
+        )
+        assert re.search(
+            r"per slice +long \d\.\d+, medium \d\.\d+, short \d\.\d+", first
+        )
+        assert re.search(r"drift +drift\.text\.ks_pvalue = \d", first)
+        assert re.search(r"^  run \w+ 'training' FINISHED", first, re.M)
+        assert "<- instances (training)" in first
 
     def test_stops_the_model_server(self, demo: DemoRuns) -> None:
         pids = re.findall(r"server \(PID (\d+)\) stopped", demo.first.stdout)
@@ -139,6 +157,15 @@ class TestDemo:
             ]
             > 0.75
         )
+        evaluation = run.data.metrics
+        assert evaluation["f1_score"] > 0.75  # MLflow's evaluation, held-out reviews
+        for length in ("short", "medium", "long"):
+            assert f"slice.length.{length}.f1_score" in evaluation
+        assert evaluation["worst_slice.f1_score"] == min(
+            evaluation[f"slice.length.{n}.f1_score"]
+            for n in ("short", "medium", "long")
+        )
+        assert "## Model card" in champion.description
         artifacts = _all_artifacts(client, run.info.run_id)
         assert any(path.endswith("learning_curve.png") for path in artifacts), artifacts
         inputs = {d.dataset.name for d in run.inputs.dataset_inputs}
@@ -150,6 +177,17 @@ class TestDemo:
         runs = client.search_runs([experiment.experiment_id])
         names = sorted(run.info.run_name for run in runs)
         assert names == ["training", "training", "user_app", "user_app"]
+
+    def test_user_app_logs_drift_metrics(self, demo: DemoRuns) -> None:
+        client = _client(demo.project)
+        experiment = client.get_experiment_by_name("reviews")
+        runs = client.search_runs(
+            [experiment.experiment_id], "tags.`kedro.pipeline` = 'user_app'"
+        )
+        for run in runs:
+            metrics = run.data.metrics
+            assert metrics["drift.text.psi"] >= 0
+            assert 0 <= metrics["drift.text.ks_pvalue"] <= 1
 
     def test_user_app_flags_negative_reviews(self, demo: DemoRuns) -> None:
         scored = pd.read_csv(

@@ -9,7 +9,7 @@ pipeline. Runs go through the ``kedro`` CLI, as a user runs them.
 from __future__ import annotations
 
 import json
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,15 +118,11 @@ EVALUATION = {
 
 
 def make_project(
-    path: Path,
-    template: Path,
-    db: Path,
+    project: KedroProject,
     log_model_kwargs: dict | None = None,
     evaluation: dict | None = None,
 ) -> KedroProject:
-    shutil.copytree(template, path)
-    shutil.copy(db, path / "mlflow.db")
-    project = KedroProject(path)
+    """Write the governed project's code and config into a fresh ``project``."""
     project.write("src/fake_project/nodes.py", NODES)
     project.write_pipelines(
         f"LOG_MODEL_KWARGS = {log_model_kwargs or {}!r}\n"
@@ -139,11 +135,12 @@ def make_project(
 
 @pytest.fixture(scope="module")
 def trained(
-    tmp_path_factory: pytest.TempPathFactory, project_template: Path, migrated_db: Path
+    tmp_path_factory: pytest.TempPathFactory, new_project: Callable[[Path], Any]
 ) -> KedroProject:
     """ETL, then a training that the gate rejects (C tiny), then one it promotes."""
-    path = tmp_path_factory.mktemp("governed") / "fake-project"
-    project = make_project(path, project_template, migrated_db, GATED, EVALUATION)
+    project = make_project(
+        new_project(tmp_path_factory.mktemp("governed")), GATED, EVALUATION
+    )
     project.kedro("run", "--pipeline", "etl")
     project.kedro("run", "--pipeline", "training", "--params", "c=0.00001")
     project.kedro("run", "--pipeline", "training", "--params", "c=10")
@@ -251,9 +248,9 @@ class TestEvaluationAndGate:
 
 class TestCompatibility:
     def test_a_model_that_cannot_be_logged_fails_before_training(
-        self, tmp_path: Path, project_template: Path, migrated_db: Path
+        self, kedro_project: KedroProject
     ) -> None:
-        project = make_project(tmp_path / "p", project_template, migrated_db)
+        project = make_project(kedro_project)
         project.write(
             "conf/base/catalog.yml",
             CATALOG.replace("model: {type: pickle", "x: {type: pickle"),
@@ -268,14 +265,14 @@ class TestCompatibility:
         assert not (project.path / "data" / "encoder.pkl").exists()
 
     def test_hand_written_kedro_pipeline_model(
-        self, tmp_path: Path, project_template: Path, migrated_db: Path
+        self, kedro_project: KedroProject
     ) -> None:
         from kedro.framework.session import KedroSession
         from kedro.framework.startup import bootstrap_project
 
         from kedroflow import KedroPipelineModel
 
-        project = make_project(tmp_path / "p", project_template, migrated_db)
+        project = make_project(kedro_project)
         project.kedro("run", "--pipeline", "etl")
         project.kedro("run", "--pipeline", "training")
         bootstrap_project(project.path)
@@ -303,9 +300,9 @@ class TestCompatibility:
         )
 
     def test_modelify_logs_into_a_new_run_with_a_copy_mode_dict(
-        self, tmp_path: Path, project_template: Path, migrated_db: Path
+        self, kedro_project: KedroProject
     ) -> None:
-        project = make_project(tmp_path / "p", project_template, migrated_db)
+        project = make_project(kedro_project)
         project.kedro("run", "--pipeline", "etl")
         project.kedro("run", "--pipeline", "training")
         project.kedro(
@@ -326,12 +323,9 @@ class TestCompatibility:
 
 class TestRetention:
     def test_prune_frees_space_and_keeps_what_is_registered(
-        self, tmp_path: Path, project_template: Path, migrated_db: Path
+        self, kedro_project: KedroProject
     ) -> None:
-        project = make_project(
-            tmp_path / "p", project_template, migrated_db,
-            {"registered_model_name": "scorer"},
-        )  # fmt: skip
+        project = make_project(kedro_project, {"registered_model_name": "scorer"})
         project.run(pipeline_names=["etl"])
         project.run(pipeline_names=["training"])  # registered: scorer v1
         project.kedro("mlflow", "modelify", "-p", "inference", "-i", "instances")
@@ -361,10 +355,8 @@ class TestRetention:
         mlflow.set_tracking_uri(project.tracking_uri)
         assert mlflow.pyfunc.load_model("models:/scorer/1") is not None
 
-    def test_prune_needs_a_rule(
-        self, tmp_path: Path, project_template: Path, migrated_db: Path
-    ) -> None:
-        project = make_project(tmp_path / "p", project_template, migrated_db)
+    def test_prune_needs_a_rule(self, kedro_project: KedroProject) -> None:
+        project = make_project(kedro_project)
         result = project.kedro("mlflow", "prune", "--older-than", "soon", check=False)
         assert result.returncode != 0
         assert "--older-than 'soon' is not a duration" in result.stdout + result.stderr

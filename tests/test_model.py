@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -233,22 +232,19 @@ class TestTrainingRunLogsTheModel:
         project.run(pipeline_names=["training"], node_names=["featurize", "train"])
         assert len(logged_models(project)) == 2
 
-    def test_filter_without_artifacts_warns_and_logs_nothing(
-        self, project: Any, caplog: pytest.LogCaptureFixture
+    def test_filter_without_artifacts_fails_before_training(
+        self, project: Any
     ) -> None:
-        logger = logging.getLogger("kedroflow")  # Kedro's logging config may stop
-        logger.addHandler(caplog.handler)  # propagation to the root logger
-        try:
-            with caplog.at_level(logging.WARNING, logger="kedroflow"):
-                project.run(pipeline_names=["training"], tags=["prep"])
-        finally:
-            logger.removeHandler(caplog.handler)
-        assert logged_models(project) == []
-        warning = " ".join(r.getMessage() for r in caplog.records)
-        assert "no model logged for PipelineML 'training'" in warning
-        assert "'model' is" in warning and "['train'] did not run" in warning
-        assert "--tags prep" in warning
-        assert project.only_run().info.status == "FINISHED"
+        from kedroflow.errors import ModelError
+
+        with pytest.raises(ModelError) as raised:
+            project.run(pipeline_names=["training"], tags=["prep"])
+        message = str(raised.value)  # what the end of the run used to warn
+        assert "no model logged for PipelineML 'training'" in message
+        assert "'model' is" in message and "['train'] did not run" in message
+        assert "--tags prep" in message
+        assert not (project.path / "data" / "encoder.pkl").exists()  # nothing ran
+        assert project.runs() == []  # no MLflow run either
 
     def test_other_pipeline_logs_nothing(self, project: Any) -> None:
         project.run(pipeline_names=["etl"])
@@ -329,7 +325,7 @@ class TestModelify:
             model.predict(INSTANCES), inference_output(project, INSTANCES)
         )
 
-    def test_modelify_without_a_run_uses_the_project_experiment(
+    def test_modelify_without_a_run_id_makes_a_run_in_the_project_experiment(
         self, project: Any, pipelines_option: str
     ) -> None:
         untracked = {**os.environ, "KEDROFLOW_DISABLE_TRACKING": "1", "COLUMNS": "400"}
@@ -337,7 +333,9 @@ class TestModelify:
         assert logged_models(project) == []  # no experiment yet
         project.kedro("mlflow", "modelify", "-p", "inference", "-i", "instances")
         (logged,) = logged_models(project)
-        assert logged.source_run_id is None
+        (run,) = project.runs()  # a new run of the project's experiment
+        assert logged.source_run_id == run.info.run_id
+        assert run.info.status == "FINISHED"
         # stored where the project's runs store theirs, not in MLflow's ./mlruns
         beside_the_store = (project.path / "mlartifacts").as_uri()
         experiment = project.client().get_experiment(logged.experiment_id)

@@ -272,18 +272,9 @@ def _described(catalog: Any, names: Iterable[str]) -> dict[str, Dataset]:
 
 def _is_metric(dataset: AbstractDataset) -> bool:
     """Metrics are the run's own values in MLflow, not data it reads or writes."""
-    from kedroflow.io.metric_dataset import (
-        MlflowMetricDataset,
-        MlflowMetricHistoryDataset,
-        MlflowMetricsHistoryDataset,
-    )
+    from kedroflow.io.metric_dataset import MetricDatasetBase
 
-    metrics = (
-        MlflowMetricDataset,
-        MlflowMetricHistoryDataset,
-        MlflowMetricsHistoryDataset,
-    )
-    return isinstance(dataset, metrics)
+    return isinstance(dataset, MetricDatasetBase)
 
 
 def _traceable(dataset: Dataset) -> bool:

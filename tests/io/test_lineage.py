@@ -22,8 +22,13 @@ def inputs_of(client: Any, run_id: str) -> dict[str, Any]:
 
 class TestInputsThroughKedroRun:
     def test_run_inputs_list_the_datasets_it_read(self, tracked_run: Any) -> None:
-        inputs = inputs_of(tracked_run.client, tracked_run.run.info.run_id)
-        assert sorted(inputs) == ["raw", "reference"]  # params:C is not a dataset
+        run_id = tracked_run.run.info.run_id
+        inputs = inputs_of(tracked_run.client, run_id)
+        # free inputs and the persisted intermediates the run wrote then read back;
+        # params:C is not a dataset
+        assert sorted(inputs) == ["features", "model_folder", "raw", "reference"]
+        produced = {t.key: t.value for t in inputs["features"].tags}
+        assert produced["kedroflow.produced_by"] == run_id
         raw = inputs["raw"].dataset
         expected = (tracked_run.project.path / "data" / "raw.csv").as_posix()
         assert json.loads(raw.source) == {"uri": expected}
