@@ -6,6 +6,7 @@ imports nothing heavy: MLflow and the project are loaded inside the command bodi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from importlib import resources
@@ -18,7 +19,7 @@ from kedro.framework.cli.utils import env_option
 from kedroflow.secrets import mask_uri
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from kedro.framework.startup import ProjectMetadata
@@ -148,11 +149,7 @@ def sync(metadata: ProjectMetadata, env: str) -> None:
     required=True,
     help="Pipeline input fed with the data given to predict().",
 )
-@click.option(
-    "--output-name",
-    default=None,
-    help="Output returned by predict() (needed if there are several).",
-)
+@click.option("--output-name", help="Output predict() returns (if there are several).")
 @env
 @click.option(
     "--model-name", default="model", show_default=True, help="Name of the logged model."
@@ -163,26 +160,10 @@ def sync(metadata: ProjectMetadata, env: str) -> None:
     help="Log the model into this MLflow run (default: a new run of the project's "
     "experiment).",
 )
-@click.option(
-    "--registered-model-name",
-    default=None,
-    help="Register a new version of this registered model.",
-)
-@click.option(
-    "--alias",
-    default=None,
-    help="Point this alias (e.g. champion) at the registered version.",
-)
-@click.option(
-    "--infer-signature",
-    is_flag=True,
-    help="Infer the signature from a sample of the input dataset.",
-)
-@click.option(
-    "--infer-input-example",
-    is_flag=True,
-    help="Store the first rows of the input dataset as input example.",
-)
+@click.option("--registered-model-name", help="Register a version of this model.")
+@click.option("--alias", help="Point this alias (e.g. champion) at the version.")
+@click.option("--infer-signature", is_flag=True, help="Signature from the input.")
+@click.option("--infer-input-example", is_flag=True, help="Its first rows as example.")
 @click.option(
     "--copy-mode",
     default="assign",
@@ -191,11 +172,7 @@ def sync(metadata: ProjectMetadata, env: str) -> None:
     help="How artifacts are passed to the nodes on each call: assign, copy or "
     'deepcopy, or a JSON object per dataset, e.g. \'{"model": "deepcopy"}\'.',
 )
-@click.option(
-    "--code-paths",
-    multiple=True,
-    help="Extra code to store with the model (the project package always is).",
-)
+@click.option("--code-paths", multiple=True, help="Extra code (beside the package).")
 @click.option(
     "--pip-requirements",
     default=None,
@@ -306,15 +283,12 @@ def modelify(  # noqa: PLR0917
 def lineage(metadata: ProjectMetadata, target: str, env: str) -> None:
     """Where a run or a model (models:/name@alias, models:/name/3) comes from."""
     config = _load_project_config(metadata, env)
-    from kedroflow.errors import KedroflowError
     from kedroflow.stores import command_stores
     from kedroflow.trail import trail
 
     with command_stores(config, project_path=metadata.project_path) as used:
-        try:
+        with _cli_errors():
             click.echo("\n".join(trail(used.stores.client, target)))
-        except KedroflowError as exc:
-            raise KedroflowCliError(str(exc)) from None
 
 
 @mlflow_commands.command(name="prune")
@@ -334,22 +308,26 @@ def prune(
     model version; then MLflow's garbage collection frees their storage."""
     config = _load_project_config(metadata, env)
     from kedroflow import retention
-    from kedroflow.errors import KedroflowError
     from kedroflow.stores import command_stores
 
     with command_stores(config, project_path=metadata.project_path) as used:
-        client = used.stores.client
-        try:
-            seconds = retention.parse_duration(older_than) if older_than else None
-            selected = retention.plan(
-                client, used.experiment_id, keep_last=keep_last, older_than=seconds
-            )
-        except KedroflowError as exc:
-            raise KedroflowCliError(str(exc)) from None
-        collected = None
-        if not dry_run:
-            collected = retention.execute(client, selected, used.stores.tracking_uri)
-    click.echo("\n".join(retention.report(selected, collected)))
+        with _cli_errors():
+            lines = retention.prune(
+                used.stores, used.experiment_id, keep_last=keep_last,
+                older_than=older_than, dry_run=dry_run,
+            )  # fmt: skip
+    click.echo("\n".join(lines))
+
+
+@contextlib.contextmanager
+def _cli_errors() -> Iterator[None]:
+    """kedroflow's errors as the command's one clear error (exit code 1)."""
+    from kedroflow.errors import KedroflowError
+
+    try:
+        yield
+    except KedroflowError as exc:
+        raise KedroflowCliError(str(exc)) from None
 
 
 def _copy_mode(value: str) -> str | dict[str, str]:

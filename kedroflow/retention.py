@@ -97,6 +97,22 @@ def plan(
     return result
 
 
+def prune(
+    stores: Any,
+    experiment_id: str,
+    *,
+    keep_last: int | None,
+    older_than: str | None,
+    dry_run: bool,
+) -> list[str]:
+    """``kedro mlflow prune``: plan, delete (unless ``dry_run``), report the lines."""
+    seconds = parse_duration(older_than) if older_than else None
+    client = stores.client
+    selected = plan(client, experiment_id, keep_last=keep_last, older_than=seconds)
+    collected = None if dry_run else execute(client, selected, stores.tracking_uri)
+    return report(selected, collected)
+
+
 def execute(client: MlflowClient, selected: PrunePlan, tracking_uri: str) -> bool:
     """Delete the planned runs and models; collect garbage when the store is local.
 

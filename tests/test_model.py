@@ -232,9 +232,7 @@ class TestTrainingRunLogsTheModel:
         project.run(pipeline_names=["training"], node_names=["featurize", "train"])
         assert len(logged_models(project)) == 2
 
-    def test_filter_without_artifacts_fails_before_training(
-        self, project: Any
-    ) -> None:
+    def test_filter_without_artifacts_fails_before_training(self, project: Any) -> None:
         from kedroflow.errors import ModelError
 
         with pytest.raises(ModelError) as raised:
