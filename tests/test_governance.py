@@ -88,7 +88,8 @@ def register_pipelines():
     ])
     ml = pipeline_ml_factory(
         training=training, inference=inference, input_name="instances",
-        log_model_kwargs=LOG_MODEL_KWARGS, evaluation=EVALUATION,
+        log_model_kwargs=LOG_MODEL_KWARGS,
+        **({"evaluation": EVALUATION} if EVALUATION else {}),
     )
     return {"etl": etl, "training": ml, "inference": inference, "__default__": ml}
 """
@@ -309,6 +310,8 @@ class TestCompatibility:
             "mlflow", "modelify", "-p", "inference", "-i", "instances",
             "--copy-mode", json.dumps({"model": "deepcopy"}),
         )  # fmt: skip
+        (training,) = runs_by_pipeline(project)["training"]
+        assert training.data.params == {"c": "1.0"}  # no artifacts/model/... params
         (run,) = runs_by_pipeline(project)["inference"]
         (model,) = [
             m
