@@ -293,9 +293,15 @@ class TestCompatibility:
                 name="model", python_model=model, artifacts=artifacts
             )
         loaded = mlflow.pyfunc.load_model(info.model_uri)
-        served = mlflow.pyfunc.load_model(
-            f"models:/{project.runs()[-1].outputs.model_outputs[0].model_id}"
-        )
+        (training,) = runs_by_pipeline(project)["training"]
+        (logged,) = [
+            m
+            for m in project.client().search_logged_models(
+                [training.info.experiment_id]
+            )
+            if m.source_run_id == training.info.run_id
+        ]
+        served = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
         pd.testing.assert_frame_equal(
             loaded.predict(instances), served.predict(instances)
         )
