@@ -236,6 +236,9 @@ class MlflowHook:
             catalog, pipeline.all_inputs(), pipeline.all_outputs(), run=run,
             context="training" if training else "inference",
         )  # fmt: skip
+        if training and run.outbox is not None:
+            # the model, its gate and card read the run's metrics: send them first
+            run.outbox.flush_metrics()
         logged = log_training_model(
             names, run_params, pipeline, catalog, run_id=run.run_id,
             client=run.stores.client,
