@@ -151,7 +151,7 @@ def trained(
 def runs_by_pipeline(project: KedroProject) -> dict[str, list[Any]]:
     found: dict[str, list[Any]] = {}
     for run in project.runs():
-        found.setdefault(run.data.tags["kedro.pipeline"], []).append(run)
+        found.setdefault(run.data.tags.get("kedro.pipeline", ""), []).append(run)
     return found
 
 
