@@ -155,6 +155,17 @@ def runs_by_pipeline(project: KedroProject) -> dict[str, list[Any]]:
     return found
 
 
+def model_of(project: KedroProject, run: Any) -> Any:
+    """The logged model ``run`` logged (its only one)."""
+    client = project.client()
+    (model,) = [
+        m
+        for m in client.search_logged_models([run.info.experiment_id])
+        if m.source_run_id == run.info.run_id
+    ]
+    return model
+
+
 class TestTheModelAtTheCentre:
     def test_run_params_are_the_pipelines_only(self, trained: KedroProject) -> None:
         run = runs_by_pipeline(trained)["training"][-1]
@@ -165,11 +176,7 @@ class TestTheModelAtTheCentre:
     ) -> None:
         client = trained.client()
         run = runs_by_pipeline(trained)["training"][-1]
-        (model,) = [
-            m
-            for m in client.search_logged_models([run.info.experiment_id])
-            if m.source_run_id == run.info.run_id
-        ]
+        model = model_of(trained, run)
         linked = {m.key: m for m in model.metrics}
         assert linked["valid.accuracy"].value == run.data.metrics["valid.accuracy"]
         assert "accuracy_score" in linked  # evaluation metrics too
@@ -294,13 +301,7 @@ class TestCompatibility:
             )
         loaded = mlflow.pyfunc.load_model(info.model_uri)
         (training,) = runs_by_pipeline(project)["training"]
-        (logged,) = [
-            m
-            for m in project.client().search_logged_models(
-                [training.info.experiment_id]
-            )
-            if m.source_run_id == training.info.run_id
-        ]
+        logged = model_of(project, training)
         served = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
         pd.testing.assert_frame_equal(
             loaded.predict(instances), served.predict(instances)
@@ -319,11 +320,7 @@ class TestCompatibility:
         (training,) = runs_by_pipeline(project)["training"]
         assert training.data.params == {"c": "1.0"}  # no artifacts/model/... params
         (run,) = runs_by_pipeline(project)["inference"]
-        (model,) = [
-            m
-            for m in project.client().search_logged_models([run.info.experiment_id])
-            if m.source_run_id == run.info.run_id
-        ]
+        model = model_of(project, run)
         assert run.info.status == "FINISHED"
         mlflow.set_tracking_uri(project.tracking_uri)
         loaded = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
@@ -340,12 +337,7 @@ class TestRetention:
         project.kedro("mlflow", "modelify", "-p", "inference", "-i", "instances")
         project.run(pipeline_names=["etl"])
         etl_old, training, modelify, etl_new = project.runs()
-        client = project.client()
-        (spare,) = [
-            m
-            for m in client.search_logged_models([training.info.experiment_id])
-            if m.source_run_id == modelify.info.run_id
-        ]
+        spare = model_of(project, modelify)
         spare_files = Path(spare.artifact_location.removeprefix("file://"))
         assert spare_files.is_dir()
 
