@@ -22,6 +22,7 @@ from pydantic import (
     StrictBool,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from kedroflow.errors import ConfigError
@@ -37,6 +38,8 @@ DISABLE_ENV_VAR = "KEDROFLOW_DISABLE_TRACKING"
 TRACKING_OFF_ENV = "_KEDROFLOW_TRACKING_OFF"
 #: The open run's id, exported for ParallelRunner workers (forked or spawned).
 WORKER_RUN_ENV = "_KEDROFLOW_ACTIVE_RUN_ID"
+#: The outputs the auto_log rules select, as JSON, for spawned ParallelRunner workers.
+AUTO_LOG_ENV = "_KEDROFLOW_AUTO_LOG"
 #: The embedded default store, relative to the project root.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 #: Where runs go when the server is unreachable and ``on_tracking_error: continue``.
@@ -163,6 +166,40 @@ class SystemMetricsConfig(_Section):
     sampling_interval: float = Field(default=10.0, gt=0, le=3600)
 
 
+class ArtifactRule(_Section):
+    """A rule of ``tracking.artifacts.auto_log``: the outputs it selects, their cap.
+
+    Every selector given must match (``datasets`` and ``exclude`` are globs on dataset
+    names, namespaces included); an output ``exclude`` matches falls to the next rule.
+    """
+
+    datasets: list[str] | None = None
+    layers: list[str] | None = None  # the catalog entry's metadata.kedro-viz.layer
+    tags: list[str] | None = None  # outputs of nodes with any of these tags
+    exclude: list[str] = Field(default_factory=list)
+    #: Larger outputs are not copied: their path, digest and size are recorded instead.
+    max_size_mb: float = Field(default=100.0, gt=0)
+
+    @field_validator("datasets", "layers", "tags", "exclude", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> ArtifactRule:
+        if self.datasets is None and self.layers is None and self.tags is None:
+            raise ValueError(
+                "a rule selects outputs with `datasets` (globs), `layers` or `tags`; "
+                'give at least one, e.g. {datasets: "reporting.*"}'
+            )
+        return self
+
+
+class ArtifactsConfig(_Section):
+    #: Rules selecting node outputs logged as run artifacts; first match wins.
+    auto_log: list[ArtifactRule] = Field(default_factory=list)
+
+
 class TrackingConfig(_Section):
     disable_tracking: DisableTrackingConfig = Field(
         default_factory=DisableTrackingConfig
@@ -174,6 +211,7 @@ class TrackingConfig(_Section):
     #: {flavor: {autolog kwargs}}: mlflow.<flavor>.autolog for the time of the run.
     autolog: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     system_metrics: SystemMetricsConfig = Field(default_factory=SystemMetricsConfig)
+    artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
 
 
 class UiConfig(_Section):
@@ -346,6 +384,8 @@ def _describe_problem(error: Any) -> str:
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     model: Any = KedroflowConfig
     for part in loc:
+        if isinstance(part, int):  # an item of a list of sections (auto_log rules)
+            continue
         fields = getattr(model, "model_fields", None)
         if not fields or part not in fields:
             return []
