@@ -368,6 +368,10 @@ def _describe_problem(error: Any) -> str:
         )
         hint = f" Did you mean '{close[0]}'?" if close else ""
         return f"{path}: {value!r} is not allowed. Allowed values: {expected}.{hint}"
+    if kind == "list_type":
+        return (
+            f"{path}: expected a list (YAML items starting with '- '), got {value!r}."
+        )
     if kind in ("bool_type",):
         return f"{path}: {value!r} is not a boolean. Allowed values: true, false."
     if kind == "model_type":

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from kedro.framework.hooks import hook_impl
 
 from kedroflow.config import (
+    AUTO_LOG_ENV,
     TRACKING_OFF_ENV,
     WORKER_RUN_ENV,
     KedroflowConfig,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from kedro.io import CatalogProtocol
     from kedro.pipeline import Node, Pipeline
 
+    from kedroflow.io.auto_log import Selected
     from kedroflow.observer import RunObserver, RunScope
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class MlflowHook:
         # what nodes see of the run (kedroflow.observer); what the context exported
         self._observer: RunObserver | None = None
         self._session_env = SessionEnv()
+        # outputs the auto_log rules select (None: not planned in this process)
+        self._auto_log: dict[str, Selected] | None = None
 
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
@@ -106,6 +110,7 @@ class MlflowHook:
             io.bind_catalog_names(catalog, pipeline.datasets())
             scope = _run_scope(names, tags, pipeline, catalog)
             self._observer = observer.RunObserver.start(config, run, scope)
+            self._plan_auto_log(config, pipeline, catalog)
         except BaseException as error:
             self._end_run("FAILED", error)
             raise
@@ -180,9 +185,37 @@ class MlflowHook:
             observer.dataset("save", dataset_name, node, done=False)
 
     @hook_impl
-    def after_dataset_saved(self, dataset_name: str, node: Node) -> None:
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Node) -> None:
         if (observer := self._node_observer()) is not None:
             observer.dataset("save", dataset_name, node, done=True)
+        self._log_output(dataset_name, data)
+
+    # ---- outputs the auto_log rules select (kedroflow.io.auto_log)
+
+    def _log_output(self, dataset_name: str, data: Any) -> None:
+        plan = self._auto_log
+        if plan is None and self._config is None and os.environ.get(AUTO_LOG_ENV):
+            from kedroflow.io import auto_log  # a spawned ParallelRunner worker
+
+            plan = self._auto_log = auto_log.from_env()
+        if plan and dataset_name in plan:
+            from kedroflow import tracking
+            from kedroflow.io import auto_log
+
+            run = tracking.current_run()
+            if run is not None:
+                auto_log.log_saved(plan[dataset_name], data, run)
+
+    def _plan_auto_log(
+        self, config: KedroflowConfig, pipeline: Pipeline, catalog: CatalogProtocol
+    ) -> None:
+        from kedroflow.io import auto_log
+
+        self._auto_log = auto_log.plan(
+            config.tracking.artifacts.auto_log, pipeline, catalog
+        )
+        if self._auto_log:
+            os.environ[AUTO_LOG_ENV] = auto_log.to_env(self._auto_log)
 
     def _node_observer(self) -> RunObserver | None:
         """The run's observer; in a ParallelRunner worker, the worker's own."""
@@ -201,6 +234,8 @@ class MlflowHook:
         from kedroflow import tracking
 
         observer, self._observer = self._observer, None
+        self._auto_log = None
+        os.environ.pop(AUTO_LOG_ENV, None)
         try:
             if observer is not None:
                 observer.finish(error)

@@ -60,6 +60,23 @@ CORPUS = [
     ("tracking:\n  params: {redact: '['}\n", "tracking.params.redact"),
     ("tracking:\n  params: {redact: ['[']}\n", "is not a valid regular expression"),
     ("tracking:\n  params: {max_length: 0}\n", "tracking.params.max_length"),
+    (
+        "tracking:\n  artifacts: {auto_log: [{max_size_mb: 5}]}\n",
+        "tracking.artifacts.auto_log.0: a rule selects outputs with `datasets`",
+    ),
+    (
+        "tracking:\n  artifacts: {auto_log: [{dataset: 'a*'}]}\n",
+        "tracking.artifacts.auto_log.0.dataset: unknown key. Did you mean 'datasets'?",
+    ),
+    (
+        "tracking:\n  artifacts: {auto_log: [{layers: [r], max_size_mb: 0}]}\n",
+        "tracking.artifacts.auto_log.0.max_size_mb",
+    ),
+    (
+        "tracking:\n  artifacts: {auto_log: {datasets: '*'}}\n",
+        "tracking.artifacts.auto_log: expected a list (YAML items starting with '- ')",
+    ),
+    ("tracking:\n  artifacts: {autolog: []}\n", "Did you mean 'auto_log'?"),
     ("ui:\n  port: 70000\n", "ui.port"),
     ("ui:\n  port: http\n", "ui.port"),
     ("ui:\n  hots: 0.0.0.0\n", "Did you mean 'host'?"),

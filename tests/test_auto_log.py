@@ -1,0 +1,184 @@
+"""``tracking.artifacts.auto_log`` through ``kedro run`` on a real project and store.
+
+One project whose outputs exercise every rule kind, the first-match order, the size
+cap, versioned and partitioned outputs, an ``MlflowArtifactDataset`` entry and an
+in-memory output; run once per runner (Sequential; Parallel with forked and with
+spawned workers), every test asserting on what each run holds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+NODES = """
+import pandas as pd
+
+
+def make():
+    chart = pd.DataFrame({"a": range(400)})  # ~2 KB
+    parts = {"p1": "one", "sub/p2": "two"}
+    return chart, "x" * 4096, {"v": 1}, parts, chart.head(2), chart.head(3), "memory"
+
+
+def summarise(chart):
+    return {"rows": list(range(len(chart)))}  # ~2 KB
+
+
+def publish(chart):
+    return f"{len(chart)} rows"
+"""
+
+REGISTRY = """
+from kedro.pipeline import Node, Pipeline
+
+from fake_project.nodes import make, publish, summarise
+
+
+def register_pipelines():
+    outputs = ["chart", "big", "small_versioned", "parts", "thing_raw", "wrapped", "mem"]
+    reporting = Pipeline(
+        [Node(summarise, "chart", "summary", name="summarise")],
+        namespace="reporting",
+        inputs={"chart"},
+    )
+    pipeline = Pipeline(
+        [
+            Node(make, None, outputs, name="make"),
+            Node(publish, "chart", "published", name="publish", tags=["publish"]),
+            reporting,
+        ]
+    )
+    return {"__default__": pipeline}
+"""
+
+CATALOG = """
+reporting.summary:
+  type: json.JSONDataset
+  filepath: data/08_reporting/summary.json
+chart:
+  type: pandas.CSVDataset
+  filepath: data/chart.csv
+  metadata:
+    kedro-viz:
+      layer: reporting
+published:
+  type: text.TextDataset
+  filepath: data/published.txt
+big:
+  type: text.TextDataset
+  filepath: data/big.txt
+small_versioned:
+  type: json.JSONDataset
+  filepath: data/small.json
+  versioned: true
+parts:
+  type: partitions.PartitionedDataset
+  path: data/parts
+  dataset: text.TextDataset
+  filename_suffix: .txt
+thing_raw:
+  type: pandas.CSVDataset
+  filepath: data/thing_raw.csv
+wrapped:
+  type: kedroflow.MlflowArtifactDataset
+  dataset:
+    type: pandas.CSVDataset
+    filepath: data/wrapped.csv
+"""
+
+# rule 4 would cap summary.json and chart.csv (~2 KB > 1 KB): rules 1 and 2 win
+MLFLOW_YML = """
+tracking:
+  artifacts:
+    auto_log:
+      - {datasets: "reporting.*", max_size_mb: 50}
+      - {layers: [reporting]}
+      - {tags: [publish]}
+      - {datasets: "*", exclude: "*_raw", max_size_mb: 0.001}
+"""
+
+EXPECTED = [
+    "chart/chart.csv",  # layers
+    "parts/p1.txt",  # partitions of this save only (not parts/stale.txt)
+    "parts/sub/p2.txt",
+    "published/published.txt",  # tags
+    "reporting.summary/summary.json",  # datasets glob, namespace included
+    "small_versioned/small.json",  # the version written
+    "wrapped.csv",  # by its MlflowArtifactDataset only
+]
+
+RUNNERS = {
+    "sequential": ([], {}),
+    "parallel-fork": (["--runner", "ParallelRunner"], {"KEDRO_MP_CONTEXT": "fork"}),
+    "parallel-spawn": (["--runner", "ParallelRunner"], {"KEDRO_MP_CONTEXT": "spawn"}),
+}
+
+
+class Ran:
+    def __init__(self, project: Any) -> None:
+        self.project = project
+        self.client = project.client()
+        self.run = project.only_run()
+
+    def artifacts(self, path: str | None = None) -> list[str]:
+        found: list[str] = []
+        for item in self.client.list_artifacts(self.run.info.run_id, path):
+            found += self.artifacts(item.path) if item.is_dir else [item.path]
+        return sorted(found)
+
+
+@pytest.fixture(scope="module", params=list(RUNNERS))
+def ran(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    new_project: Callable[[Path], Any],
+) -> Ran:
+    import os
+
+    project = new_project(tmp_path_factory.mktemp("auto_log"))
+    project.write("src/fake_project/nodes.py", NODES)
+    project.write_pipelines(REGISTRY)
+    project.write("conf/base/catalog.yml", CATALOG)
+    project.write("conf/local/mlflow.yml", MLFLOW_YML)
+    project.write("data/parts/stale.txt", "from an earlier run")
+    args, env = RUNNERS[request.param]
+    project.kedro("run", *args, env={**os.environ, **env})
+    return Ran(project)
+
+
+def test_selected_outputs_are_logged_under_their_name(ran: Ran) -> None:
+    assert ran.artifacts() == EXPECTED
+    assert ran.run.info.status == "FINISHED"
+
+
+def test_files_are_logged_as_written(ran: Ran) -> None:
+    run_id, data = ran.run.info.run_id, ran.project.path / "data"
+    (version,) = [p.name for p in (data / "small.json").iterdir()]
+    target = ran.project.path / "downloaded"
+    for artifact, local in [
+        ("small_versioned/small.json", data / "small.json" / version / "small.json"),
+        ("chart/chart.csv", data / "chart.csv"),
+        ("parts/sub/p2.txt", data / "parts" / "sub" / "p2.txt"),
+    ]:
+        path = ran.client.download_artifacts(run_id, artifact, str(target))
+        assert Path(path).read_bytes() == local.read_bytes()
+
+
+def test_output_over_the_cap_is_recorded_not_copied(ran: Ran) -> None:
+    record = json.loads(ran.run.data.tags["kedroflow.auto_log.big"])
+    assert record["logged"] is False
+    assert record["size_bytes"] == 4096
+    assert record["path"] == str(ran.project.path / "data" / "big.txt")
+    assert len(record["digest"]) == 16
+    assert "max_size_mb 0.001 (auto_log rule 4)" in record["reason"]
+    assert not any(a.startswith("big/") for a in ran.artifacts())
+
+
+def test_only_capped_outputs_get_a_tag(ran: Ran) -> None:
+    tags = [t for t in ran.run.data.tags if t.startswith("kedroflow.auto_log.")]
+    assert tags == ["kedroflow.auto_log.big"]
