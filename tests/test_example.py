@@ -167,7 +167,8 @@ class TestDemo:
         )
         assert "## Model card" in champion.description
         artifacts = _all_artifacts(client, run.info.run_id)
-        assert any(path.endswith("learning_curve.png") for path in artifacts), artifacts
+        # logged by the example's one auto_log rule (the reporting layer)
+        assert "learning_curve/learning_curve.png" in artifacts, artifacts
         inputs = {d.dataset.name for d in run.inputs.dataset_inputs}
         assert {"instances", "labels", "stopwords"} <= inputs
 
@@ -199,6 +200,15 @@ class TestDemo:
         negative = scored[scored["sentiment"] == "negative"]
         assert set(negative["text"]) <= set(flagged["text"])
         assert set(flagged["reason"]) <= {"negative", "unsure"}
+        client = _client(demo.project)
+        experiment = client.get_experiment_by_name("reviews")
+        (latest, *_) = client.search_runs(
+            [experiment.experiment_id],
+            "attributes.run_name = 'user_app'",
+            order_by=["attributes.start_time DESC"],
+        )
+        artifacts = _all_artifacts(client, latest.info.run_id)
+        assert "follow_ups/follow_ups_new.csv" in artifacts, artifacts
 
 
 def _all_artifacts(client, run_id: str, path: str | None = None) -> list[str]:
