@@ -1,0 +1,287 @@
+"""What ``tracking.artifacts.auto_log`` costs a ``kedro run`` (issue 16).
+
+Run ``python benchmarks/bench_auto_log.py`` (about 2 minutes; ``--reps`` to change the
+9 repetitions, ``--no-server`` to skip the request count). The script:
+
+1. makes a project with ``kedro new`` in a tmp dir whose pipeline writes 10 outputs of
+   1 MB each (``text.TextDataset``) and 10 small JSON files, tracked to SQLite;
+2. runs it in this process (``KedroSession.create(...).run()``) in three Kedro envs,
+   interleaved in rotating order after one warm-up each:
+   * ``no_rules``: ``auto_log: []`` (the default);
+   * ``nothing``: three rules (a dataset glob, a layer, a tag) that select nothing;
+   * ``ten``: one rule selecting the 10 outputs of 1 MB;
+   and after each ``ten`` run copies those 10 files with ``shutil.copyfile`` into a
+   new folder on the same disk (what a local artifact store does), timed;
+3. against a local ``mlflow server`` (artifacts proxied), counts the HTTP requests of
+   one ``no_rules`` and one ``ten`` run, by endpoint.
+
+Figures are medians with the load average: compare ratios of one invocation.
+Targets: ``nothing`` costs what ``no_rules`` costs (within noise: the spread of
+``no_rules`` is printed); ``ten`` adds at most 1.2x the time of copying the files;
+the ``ten`` run sends exactly one request more per output (its upload) than
+``no_rules``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _server import RequestCounter, mlflow_server
+
+BIN = Path(sys.executable).parent
+PACKAGE = "bench_auto"
+OUTPUTS, SIZE = 10, 1024 * 1024
+MODES = ("no_rules", "nothing", "ten")
+
+REGISTRY = f"""
+from kedro.pipeline import Node, Pipeline
+
+N = {OUTPUTS}
+
+
+def big():
+    return tuple(str(i) * {SIZE} for i in range(N))
+
+
+def small(*texts):
+    return tuple({{"n": len(t)}} for t in texts)
+
+
+def register_pipelines():
+    outs = [f"out_{{i}}" for i in range(N)]
+    summaries = [f"summary_{{i}}" for i in range(N)]
+    return {{"__default__": Pipeline([
+        Node(big, None, outs, name="big"),
+        Node(small, outs, summaries, name="small"),
+    ])}}
+"""
+
+LOGGING = """
+version: 1
+disable_existing_loggers: false
+handlers:
+  console: {class: logging.StreamHandler, level: WARNING}
+root: {handlers: [console], level: WARNING}
+"""
+
+RULES = {
+    "no_rules": "[]",
+    "nothing": '[{datasets: "no_such_*"}, {layers: [no_such]}, {tags: [no_such]}]',
+    "ten": '[{datasets: "out_*"}]',
+}
+
+
+def make_project(root: Path) -> Path:
+    subprocess.run(
+        [str(BIN / "kedro"), "new", "--name", PACKAGE, "--tools", "none",
+         "--example", "n", "--telemetry", "no"],
+        cwd=root, check=True, capture_output=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    project = root / PACKAGE.replace("_", "-")
+    if not project.exists():
+        project = next(p for p in root.iterdir() if p.is_dir())
+    package = next((project / "src").iterdir())
+    (package / "pipeline_registry.py").write_text(REGISTRY)
+    (project / "conf" / "logging.yml").write_text(LOGGING)
+    catalog = "".join(
+        f"out_{i}:\n  type: text.TextDataset\n  filepath: data/out_{i}.txt\n"
+        f"summary_{i}:\n  type: json.JSONDataset\n  filepath: data/summary_{i}.json\n"
+        for i in range(OUTPUTS)
+    )
+    (project / "conf" / "base" / "catalog.yml").write_text(catalog)
+    return project
+
+
+def write_envs(project: Path, tracking_uri: str, prefix: str = "") -> None:
+    for mode, rules in RULES.items():
+        folder = project / "conf" / f"{prefix}{mode}"
+        folder.mkdir(exist_ok=True)
+        (folder / "mlflow.yml").write_text(
+            f"server:\n  mlflow_tracking_uri: {tracking_uri}\n"
+            f"tracking:\n  artifacts:\n    auto_log: {rules}\n"
+        )
+
+
+class Spent:
+    """Seconds spent in kedroflow's auto_log steps, by wrapping them in this process.
+
+    ``plan`` (before the first node), ``log_saved`` (after each save) and the outbox's
+    ``close`` (the run's end waits for the uploads): the part of a run's time that is
+    the rules' own, measured without the noise of the rest of the run.
+    """
+
+    def __init__(self) -> None:
+        from kedroflow import outbox
+        from kedroflow.io import auto_log
+
+        self.seconds: dict[str, float] = {}
+        for owner, name in ((auto_log, "plan"), (auto_log, "log_saved")):
+            setattr(owner, name, self._timed(name, getattr(owner, name)))
+        outbox.Outbox.close = self._timed("close", outbox.Outbox.close)  # type: ignore[method-assign]
+
+    def _timed(self, key: str, function: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - start
+                self.seconds[key] = self.seconds.get(key, 0.0) + spent
+
+        return timed
+
+    def take(self) -> float:
+        """Seconds spent since the last call, and reset."""
+        total, self.seconds = sum(self.seconds.values()), {}
+        return total
+
+
+def run(project: Path, env: str) -> float:
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project)
+    start = time.perf_counter()
+    with KedroSession.create(project_path=project, env=env) as session:
+        session.run()
+    return time.perf_counter() - start
+
+
+def copy_outputs(project: Path, target: Path) -> float:
+    target.mkdir(parents=True)
+    start = time.perf_counter()
+    for i in range(OUTPUTS):
+        shutil.copyfile(project / "data" / f"out_{i}.txt", target / f"out_{i}.txt")
+    return time.perf_counter() - start
+
+
+def check_last_run(project: Path, tracking_uri: str, expected: int) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    (last,) = client.search_runs(
+        [client.get_experiment_by_name(PACKAGE).experiment_id],
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    logged = [a for a in client.list_artifacts(last.info.run_id) if a.is_dir]
+    assert len(logged) == expected, (expected, [a.path for a in logged])
+
+
+def bench_times(project: Path, reps: int, scratch: Path) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {
+        key: [] for mode in MODES for key in (mode, f"{mode}.auto_log")
+    }
+    times["copy"] = []
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    spent = Spent()
+    for mode in MODES:  # warm-up: imports, store migration, experiment
+        run(project, mode)
+    for rep in range(reps):
+        order = MODES[rep % 3 :] + MODES[: rep % 3]
+        for mode in order:
+            spent.take()
+            times[mode].append(run(project, mode))
+            times[f"{mode}.auto_log"].append(spent.take())
+            if mode == "ten":
+                times["copy"].append(copy_outputs(project, scratch / f"copy_{rep}"))
+    check_last_run(project, uri, OUTPUTS if order[-1] == "ten" else 0)
+    return times
+
+
+def bench_requests(project: Path, root: Path) -> dict[str, dict[str, int]]:
+    found: dict[str, dict[str, int]] = {}
+    with mlflow_server(f"sqlite:///{root / 'server.db'}", root / "served") as server:
+        write_envs(project, server.url, prefix="server_")
+        for mode in ("no_rules", "ten"):
+            run(project, f"server_{mode}")  # warm-up (experiment, client)
+            with RequestCounter(server.url) as counter:
+                run(project, f"server_{mode}")
+            found[mode] = counter.by_endpoint()
+    return found
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def report(times: dict[str, list[float]], requests: dict[str, dict[str, int]]) -> None:
+    med = {mode: statistics.median(values) for mode, values in times.items()}
+    base = med["no_rules"]
+    spread = max(times["no_rules"]) - min(times["no_rules"])
+    print(f"\nrun time, median of {len(times['no_rules'])} (load {load_average()})")
+    for mode in MODES:
+        own = med[f"{mode}.auto_log"] * 1000
+        print(
+            f"  {mode:9s} {med[mode]:7.3f} s   x{med[mode] / base:.3f} of no_rules   "
+            f"plan + log_saved + outbox close: {own:6.1f} ms"
+        )
+    print(f"  no_rules spread (max-min): {spread:.3f} s")
+    nothing = med["nothing"] - base
+    print(
+        f"  nothing - no_rules: {nothing * 1000:+.1f} ms "
+        f"{'ok' if abs(nothing) <= spread else 'MISSED'} (within the no_rules spread)"
+    )
+    copy = med["copy"]
+    for label, added in (
+        ("run time", med["ten"] - base),
+        ("auto_log's own time", med["ten.auto_log"] - med["no_rules.auto_log"]),
+    ):
+        print(
+            f"  ten adds {added * 1000:.1f} ms of {label}; copying the {OUTPUTS} files "
+            f"takes {copy * 1000:.1f} ms: x{added / copy:.2f} "
+            f"{'ok' if added <= 1.2 * copy else 'MISSED'} (target <= 1.2x)"
+        )
+    if requests:
+        extra = sum(requests["ten"].values()) - sum(requests["no_rules"].values())
+        print(
+            f"\nrequests to a local server (proxied artifacts), load {load_average()}"
+        )
+        for mode, endpoints in requests.items():
+            print(f"  {mode:9s} {sum(endpoints.values()):3d}  {endpoints}")
+        print(
+            f"  ten - no_rules: {extra} requests for {OUTPUTS} outputs "
+            f"{'ok' if extra == OUTPUTS else 'MISSED'} (target: one upload each)"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=9)
+    parser.add_argument("--no-server", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the tmp dir")
+    args = parser.parse_args()
+    os.environ.update(
+        KEDRO_DISABLE_TELEMETRY="1", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1"
+    )
+    root = Path(tempfile.mkdtemp(prefix="bench-auto-log-"))
+    try:
+        project = make_project(root)
+        os.environ["KEDRO_LOGGING_CONFIG"] = str(project / "conf" / "logging.yml")
+        write_envs(project, "sqlite:///mlflow.db")
+        times = bench_times(project, args.reps, root / "copies")
+        requests: dict[str, Any] = {}
+        if not args.no_server:
+            requests = bench_requests(project, root)
+        report(times, requests)
+    finally:
+        if args.keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
