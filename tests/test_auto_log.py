@@ -92,8 +92,7 @@ wrapped:
 """
 
 # rule 4 would cap summary.json and chart.csv (~2 KB > 1 KB): rules 1 and 2 win
-MLFLOW_YML = """
-tracking:
+RULES = """
   artifacts:
     auto_log:
       - {datasets: "reporting.*", max_size_mb: 50}
@@ -101,6 +100,7 @@ tracking:
       - {tags: [publish]}
       - {datasets: "*", exclude: "*_raw", max_size_mb: 0.001}
 """
+MLFLOW_YML = f"tracking:{RULES}"
 
 EXPECTED = [
     "chart/chart.csv",  # layers

@@ -8,18 +8,9 @@ from typing import Any
 import mlflow
 import pytest
 from kedro.runner import ParallelRunner
-from test_auto_log import CATALOG, EXPECTED, NODES, REGISTRY
+from test_auto_log import CATALOG, EXPECTED, NODES, REGISTRY, RULES
 
 pytestmark = pytest.mark.integration
-
-RULES = """
-  artifacts:
-    auto_log:
-      - {datasets: "reporting.*", max_size_mb: 50}
-      - {layers: [reporting]}
-      - {tags: [publish]}
-      - {datasets: "*", exclude: "*_raw", max_size_mb: 0.001}
-"""
 
 
 def auto_log_project(project: Any, server: Any) -> None:
