@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from kedro.io import CatalogProtocol
     from kedro.pipeline import Node, Pipeline
 
-    from kedroflow.io.auto_log import Selected
+    from kedroflow.io.auto_log import AutoLog
     from kedroflow.observer import RunObserver, RunScope
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class MlflowHook:
         self._observer: RunObserver | None = None
         self._session_env = SessionEnv()
         # outputs the auto_log rules select (None: not planned in this process)
-        self._auto_log: dict[str, Selected] | None = None
+        self._auto_log: AutoLog | None = None
 
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
@@ -193,29 +193,27 @@ class MlflowHook:
     # ---- outputs the auto_log rules select (kedroflow.io.auto_log)
 
     def _log_output(self, dataset_name: str, data: Any) -> None:
-        plan = self._auto_log
-        if plan is None and self._config is None and os.environ.get(AUTO_LOG_ENV):
-            from kedroflow.io import auto_log  # a spawned ParallelRunner worker
+        auto_log = self._auto_log
+        if auto_log is None and self._config is None and os.environ.get(AUTO_LOG_ENV):
+            from kedroflow.io.auto_log import AutoLog  # a spawned ParallelRunner worker
 
-            plan = self._auto_log = auto_log.from_env()
-        if plan and dataset_name in plan:
+            auto_log = self._auto_log = AutoLog.from_env()
+        if auto_log and dataset_name in auto_log.selected:
             from kedroflow import tracking
-            from kedroflow.io import auto_log
 
             run = tracking.current_run()
             if run is not None:
-                auto_log.log_saved(plan[dataset_name], data, run)
+                auto_log.saved(dataset_name, data, run)
 
     def _plan_auto_log(
         self, config: KedroflowConfig, pipeline: Pipeline, catalog: CatalogProtocol
     ) -> None:
         from kedroflow.io import auto_log
 
-        self._auto_log = auto_log.plan(
-            config.tracking.artifacts.auto_log, pipeline, catalog
-        )
+        rules = config.tracking.artifacts.auto_log
+        self._auto_log = auto_log.plan(rules, pipeline, catalog)
         if self._auto_log:
-            os.environ[AUTO_LOG_ENV] = auto_log.to_env(self._auto_log)
+            os.environ[AUTO_LOG_ENV] = self._auto_log.to_env()
 
     def _node_observer(self) -> RunObserver | None:
         """The run's observer; in a ParallelRunner worker, the worker's own."""

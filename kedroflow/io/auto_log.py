@@ -8,9 +8,10 @@ written elsewhere than the local disk, and kedroflow's own datasets (an
 ``MlflowArtifactDataset`` logs itself) are never selected. The plan is a small value:
 forked ParallelRunner workers inherit it, spawned ones read it from the environment.
 
-After Kedro saves a selected output (hook ``after_dataset_saved``), :func:`log_saved`
-hands the files this save wrote to the run's outbox, which uploads them under
-``<dataset name>/`` while the pipeline goes on: the files as written, never loaded.
+After Kedro saves a selected output (hook ``after_dataset_saved``),
+:meth:`AutoLog.saved` hands the files this save wrote to the run's outbox, which
+uploads them under ``<dataset name>/`` while the pipeline goes on: the files as
+written, never loaded.
 What is over the cap is not copied: a run tag records its path, digest and size.
 A ParallelRunner worker uploads in its own process right after the save (a worker may
 end before the run does, so nothing waits there); the other workers go on meanwhile.
@@ -77,29 +78,23 @@ class Selected:
         return [(root, self.name)]
 
 
-def plan(
-    rules: Sequence[ArtifactRule], pipeline: Pipeline, catalog: Any
-) -> dict[str, Selected]:
-    """The outputs of ``pipeline`` the ``rules`` select, by dataset name.
+def plan(rules: Sequence[ArtifactRule], pipeline: Pipeline, catalog: Any) -> AutoLog:
+    """The outputs of ``pipeline`` the ``rules`` select.
 
-    Cheap when nothing matches: names and node tags are matched first, and a catalog
-    entry is looked at only when a rule reads layers or when the name matched.
+    Cheap when nothing matches: names, node tags and the layers of the catalog's
+    configuration are matched first; a dataset is built only for a selected output.
     """
     if not rules:
-        return {}
+        return AutoLog({})
     tags = _node_tags(pipeline)
     needs_layer = any(rule.layers is not None for rule in rules)
     selected: dict[str, Selected] = {}
     for name in sorted(pipeline.all_outputs()):
-        dataset: AbstractDataset | None = None
-        if needs_layer:
-            dataset = _persisted(catalog, name)
-            if dataset is None:
-                continue
-        index = first_match(rules, name, _layer(dataset), tags.get(name, set()))
+        layer = _layer(catalog, name) if needs_layer else None
+        index = first_match(rules, name, layer, tags.get(name, set()))
         if index is None:
             continue
-        dataset = dataset or _persisted(catalog, name)
+        dataset = _persisted(catalog, name)
         found = _select(name, dataset, index, rules[index]) if dataset else None
         if found is not None:
             selected[name] = found
@@ -109,7 +104,7 @@ def plan(
             len(selected),
             ", ".join(selected),
         )
-    return selected
+    return AutoLog(selected)
 
 
 def first_match(
@@ -128,38 +123,54 @@ def first_match(
     return None
 
 
-def log_saved(selected: Selected, data: Any, run: CurrentRun) -> None:
-    """Log what the save of ``selected`` wrote to ``run`` (or record it, over the cap)."""
-    files = [(local, f) for local, f in selected.written(data) if os.path.exists(local)]
-    if not files:
-        return
-    size = sum(_size(Path(local)) for local, _ in files)
-    source = f"'{selected.name}' (auto_log rule {selected.rule})"
-    try:
-        if size > selected.max_size_mb * _MB:
-            _record_capped(selected, files, size, run)
-        elif run.outbox is not None:  # in the background (at once in a forked worker)
-            run.outbox.upload(source, files)
-        else:  # a spawned ParallelRunner worker: at once
-            upload_files(run.stores.client, run.run_id, files)
-    except MlflowException as error:
-        raise TrackingError(
-            f"kedroflow could not log the output {source} to MLflow run "
-            f"{run.run_id}: {error.message}. Its files are still on disk "
-            f"({files[0][0]}); check the tracking server and the artifact store."
-        ) from error
+class AutoLog:
+    """The outputs the rules selected for one run, and how to log what a save wrote."""
 
+    def __init__(self, selected: Mapping[str, Selected]) -> None:
+        self.selected = dict(selected)
 
-def to_env(selected: Mapping[str, Selected]) -> str:
-    """The plan as JSON, for :data:`AUTO_LOG_ENV`."""
-    return json.dumps([asdict(item) for item in selected.values()])
+    def __bool__(self) -> bool:
+        return bool(self.selected)
 
+    def saved(self, name: str, data: Any, run: CurrentRun) -> None:
+        """Kedro saved ``name``: log what it wrote (or record it, over the cap).
 
-def from_env() -> dict[str, Selected]:
-    """The plan a spawned worker's parent exported (empty when none was)."""
-    raw = os.environ.get(AUTO_LOG_ENV)
-    items = json.loads(raw) if raw else []
-    return {item["name"]: Selected(**item) for item in items}
+        Each output is its own upload task, handed over as soon as it is saved: the
+        pool's threads upload several outputs at once while the next nodes run.
+        """
+        selected = self.selected.get(name)
+        if selected is None:
+            return
+        written = selected.written(data)
+        files = [(local, folder) for local, folder in written if os.path.exists(local)]
+        if not files:
+            return
+        size = sum(_size(Path(local)) for local, _ in files)
+        source = f"'{name}' (auto_log rule {selected.rule})"
+        try:
+            if size > selected.max_size_mb * _MB:
+                _record_capped(selected, files, size, run)
+            elif run.outbox is not None:  # in the background (a forked worker: now)
+                run.outbox.upload(source, files)
+            else:  # a spawned ParallelRunner worker: now
+                upload_files(run.stores.client, run.run_id, files)
+        except MlflowException as error:
+            raise TrackingError(
+                f"kedroflow could not log the output {source} to MLflow run "
+                f"{run.run_id}: {error.message}. Its files are still on disk "
+                f"({files[0][0]}); check the tracking server and the artifact store."
+            ) from error
+
+    def to_env(self) -> str:
+        """The selection as JSON, for :data:`AUTO_LOG_ENV`."""
+        return json.dumps([asdict(item) for item in self.selected.values()])
+
+    @classmethod
+    def from_env(cls) -> AutoLog:
+        """The selection a spawned worker's parent exported (empty when none was)."""
+        raw = os.environ.get(AUTO_LOG_ENV)
+        items = json.loads(raw) if raw else []
+        return cls({item["name"]: Selected(**item) for item in items})
 
 
 def _record_capped(
@@ -238,8 +249,24 @@ def _persisted(catalog: Any, name: str) -> AbstractDataset | None:
     return dataset
 
 
-def _layer(dataset: AbstractDataset | None) -> str | None:
-    metadata = getattr(dataset, "metadata", None) or {}
+def _layer(catalog: Any, name: str) -> str | None:
+    """The ``metadata.kedro-viz.layer`` of a catalog entry, from its configuration.
+
+    An entry added in code (no configuration) is built to read its ``metadata``.
+    """
+    resolver = getattr(catalog, "config_resolver", None)
+    try:
+        config = resolver.config.get(name) if resolver is not None else None
+        if config is None and resolver and resolver.match_dataset_pattern(name):
+            config = resolver.resolve_pattern(name)
+        if config is not None:
+            metadata = config.get("metadata")
+        elif catalog.get_type(name) is not None:
+            metadata = getattr(catalog.get(name), "metadata", None)
+        else:
+            return None
+    except Exception:  # an entry that cannot be read is not selected by its layer
+        return None
     viz = metadata.get("kedro-viz") if isinstance(metadata, dict) else None
     layer = viz.get("layer") if isinstance(viz, dict) else None
     return str(layer) if layer is not None else None
