@@ -188,9 +188,8 @@ def _record_capped(
         "size_bytes": size,
     }
     logger.info("kedroflow: '%s' not logged: %s", selected.name, record["reason"])
-    run.stores.client.set_tag(
-        run.run_id, f"{CAPPED_TAG}{selected.name}", json.dumps(record)
-    )
+    text = run.secrets.scrub(json.dumps(record))  # what leaves the process is scrubbed
+    run.stores.client.set_tag(run.run_id, f"{CAPPED_TAG}{selected.name}", text)
 
 
 def _select(
