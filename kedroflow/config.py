@@ -13,10 +13,11 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -166,38 +167,29 @@ class SystemMetricsConfig(_Section):
     sampling_interval: float = Field(default=10.0, gt=0, le=3600)
 
 
+_Names = Annotated[
+    list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)
+]
+
+
 class ArtifactRule(_Section):
-    """A rule of ``tracking.artifacts.auto_log``: the outputs it selects, their cap.
+    """A rule of ``tracking.artifacts.auto_log``; every selector given must match."""
 
-    Every selector given must match (``datasets`` and ``exclude`` are globs on dataset
-    names, namespaces included); an output ``exclude`` matches falls to the next rule.
-    """
-
-    datasets: list[str] | None = None
-    layers: list[str] | None = None  # the catalog entry's metadata.kedro-viz.layer
-    tags: list[str] | None = None  # outputs of nodes with any of these tags
-    exclude: list[str] = Field(default_factory=list)
-    #: Larger outputs are not copied: their path, digest and size are recorded instead.
-    max_size_mb: float = Field(default=100.0, gt=0)
-
-    @field_validator("datasets", "layers", "tags", "exclude", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+    datasets: _Names | None = None  # globs on dataset names, namespaces included
+    layers: _Names | None = None  # the catalog entry's metadata.kedro-viz.layer
+    tags: _Names | None = None  # outputs of nodes with any of these tags
+    exclude: _Names = Field(default_factory=list)  # globs: on to the next rule
+    max_size_mb: float = Field(default=100.0, gt=0)  # larger: recorded, not copied
 
     @model_validator(mode="after")
     def _selects_something(self) -> ArtifactRule:
         if self.datasets is None and self.layers is None and self.tags is None:
-            raise ValueError(
-                "a rule selects outputs with `datasets` (globs), `layers` or `tags`; "
-                'give at least one, e.g. {datasets: "reporting.*"}'
-            )
+            raise ValueError("select outputs with `datasets`, `layers` or `tags`")
         return self
 
 
 class ArtifactsConfig(_Section):
-    #: Rules selecting node outputs logged as run artifacts; first match wins.
-    auto_log: list[ArtifactRule] = Field(default_factory=list)
+    auto_log: list[ArtifactRule] = Field(default_factory=list)  # first match wins
 
 
 class TrackingConfig(_Section):
@@ -369,9 +361,7 @@ def _describe_problem(error: Any) -> str:
         hint = f" Did you mean '{close[0]}'?" if close else ""
         return f"{path}: {value!r} is not allowed. Allowed values: {expected}.{hint}"
     if kind == "list_type":
-        return (
-            f"{path}: expected a list (YAML items starting with '- '), got {value!r}."
-        )
+        return f"{path}: expected a list (items starting with '- '), got {value!r}."
     if kind in ("bool_type",):
         return f"{path}: {value!r} is not a boolean. Allowed values: true, false."
     if kind == "model_type":

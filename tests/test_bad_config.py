@@ -62,7 +62,7 @@ CORPUS = [
     ("tracking:\n  params: {max_length: 0}\n", "tracking.params.max_length"),
     (
         "tracking:\n  artifacts: {auto_log: [{max_size_mb: 5}]}\n",
-        "tracking.artifacts.auto_log.0: a rule selects outputs with `datasets`",
+        "tracking.artifacts.auto_log.0: select outputs with `datasets`, `layers` or `tags`",
     ),
     (
         "tracking:\n  artifacts: {auto_log: [{dataset: 'a*'}]}\n",
@@ -74,7 +74,7 @@ CORPUS = [
     ),
     (
         "tracking:\n  artifacts: {auto_log: {datasets: '*'}}\n",
-        "tracking.artifacts.auto_log: expected a list (YAML items starting with '- ')",
+        "tracking.artifacts.auto_log: expected a list (items starting with '- ')",
     ),
     ("tracking:\n  artifacts: {autolog: []}\n", "Did you mean 'auto_log'?"),
     ("ui:\n  port: 70000\n", "ui.port"),
