@@ -124,7 +124,8 @@ def sync(metadata: ProjectMetadata, env: str) -> None:
         )
     except Exception as exc:
         raise KedroflowCliError(
-            f"Upload to {target.display_uri} failed: {exc}. Check that the server is "
+            f"Upload to {target.display_uri} failed: {mask_uri(str(exc))}. Check that "
+            "the server is "
             "up; runs already uploaded are tagged and will not be uploaded twice."
         ) from exc
     for run in synced:
@@ -213,7 +214,8 @@ def modelify(  # noqa: PLR0917
     from kedroflow.errors import KedroflowError
     from kedroflow.packaging import log_pipeline_model
     from kedroflow.provenance import git_info
-    from kedroflow.stores import command_stores
+    from kedroflow.secrets import Secrets
+    from kedroflow.stores import command_stores, project_credentials
     from kedroflow.tracking import command_run
 
     if pipeline_name not in pipelines:
@@ -259,12 +261,14 @@ def modelify(  # noqa: PLR0917
                     | {k: kwargs[k] for k in ("signature", "input_example")},
                     tags={"kedroflow.pipeline": pipeline_name},
                     client=used.stores.client,
+                    redact=config.tracking.params.redact,
+                    secrets=Secrets.from_tree(project_credentials(context)),
                 )  # fmt: skip
         except KedroflowError as exc:
-            raise KedroflowCliError(str(exc)) from None
+            raise KedroflowCliError(mask_uri(str(exc))) from None
         except MlflowException as exc:
             raise KedroflowCliError(
-                f"MLflow refused the model: {exc.message}"
+                f"MLflow refused the model: {mask_uri(exc.message)}"
             ) from None
     click.echo(
         f"Model of pipeline '{pipeline_name}' logged: {info.model_uri} "

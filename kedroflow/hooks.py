@@ -85,6 +85,7 @@ class MlflowHook:
             os.environ[TRACKING_OFF_ENV] = "1"
             return
         from kedroflow import io, observer, provenance, stores, tracking
+        from kedroflow.secrets import redacted_values
         from kedroflow.training import check_training_models
 
         check_training_models(names, run_params, pipeline, catalog)
@@ -100,6 +101,7 @@ class MlflowHook:
             tags={**git_tags, **tags},
             credentials=stores.project_credentials(context),
             context=context,
+            secrets=redacted_values(context.params, config.tracking.params.redact),
         )
         self._tracked.add(str(run_params.get("run_id")))
         try:
@@ -275,6 +277,8 @@ class MlflowHook:
         logged = log_training_model(
             names, run_params, pipeline, catalog, run_id=run.run_id,
             client=run.stores.client,
+            redact=self._config.tracking.params.redact if self._config else (),
+            secrets=run.secrets,
         )  # fmt: skip
         for ml, info in logged:
             govern_model(

@@ -22,14 +22,24 @@ from kedroflow.model import PROFILE_ARTIFACT, KedroPipelineModel
 from kedroflow.model_config import build_model_config, import_function
 from kedroflow.pipeline import LOG_MODEL_DEFAULTS
 from kedroflow.requirements import pip_requirements
+from kedroflow.secrets import Secrets, secret_parameters
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from kedro.pipeline import Pipeline
     from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
+
+_SECRET_PARAMETERS = (
+    "The inference pipeline consumes the secret parameter(s) {names}: kedroflow does "  # noqa: S105
+    "not store them in the model (its model_config and signature defaults would keep "
+    "them in clear text for anyone who can read the model). Read the secret where the "
+    "model runs instead (e.g. os.environ in the node, or a credentials dataset of the "
+    "catalog loaded at predict time), or drop it from the inference pipeline's inputs. "
+    "If it is not a secret, rename it or narrow tracking.params.redact in mlflow.yml."
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -91,8 +101,15 @@ def log_pipeline_model(
     log_model_kwargs: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
     client: MlflowClient | None = None,
+    redact: Iterable[str] = (),
+    secrets: Secrets | None = None,
 ) -> Any:
     """Log ``inference`` with its artifacts as a pyfunc model; return MLflow's ``ModelInfo``.
+
+    A parameter of ``inference`` that is secret (its name matches
+    ``redact``, ``tracking.params.redact`` for the hook and modelify, or its value is
+    one of ``secrets``) is refused with a
+    :class:`~kedroflow.errors.ModelError`: the model would keep it in clear text.
 
     ``log_model_kwargs`` are those of :func:`kedroflow.pipeline_ml_factory`. The model
     is linked to ``run_id`` (when given) and its input sample, read from the catalog's
@@ -110,6 +127,9 @@ def log_pipeline_model(
             inference, catalog, input_name=input_name, output_name=output_name,
             folder=folder / "artifacts", copy_mode=kpm.get("copy_mode", "assign"),
         )  # fmt: skip
+        secret = secret_parameters(config["parameters"], redact, secrets or Secrets())
+        if secret:
+            raise ModelError(_SECRET_PARAMETERS.format(names=secret))
         model = KedroPipelineModel()
         model.setup(config, paths)  # the exact load path of serving, checked now
         signature, example, sample = _signature_and_example(

@@ -12,10 +12,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kedroflow.errors import TrackingError
-from kedroflow.secrets import REDACTED, Secrets, leaf_values
+from kedroflow.secrets import (
+    REDACTED,
+    Secrets,
+    compile_patterns,
+    leaf_values,
+    matches,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
 
     from kedroflow.config import ParamsConfig
 
@@ -121,16 +127,6 @@ def flatten(
         else:
             out[name] = item
     return out
-
-
-def compile_patterns(patterns: Iterable[str]) -> list[re.Pattern[str]]:
-    """``tracking.params.redact`` as case-insensitive regular expressions."""
-    return [re.compile(pattern, re.IGNORECASE) for pattern in patterns]
-
-
-def matches(name: str, patterns: Iterable[re.Pattern[str]]) -> bool:
-    """True when ``name`` matches one of the redaction ``patterns``."""
-    return any(pattern.search(name) for pattern in patterns)
 
 
 def _redact_nested(

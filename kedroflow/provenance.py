@@ -13,8 +13,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from kedroflow.config import normalize_run_params
-from kedroflow.params import compile_patterns, flatten, matches
-from kedroflow.secrets import REDACTED
+from kedroflow.params import flatten
+from kedroflow.secrets import REDACTED, compile_patterns, matches
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

@@ -33,7 +33,7 @@ from kedroflow.errors import TrackingError
 from kedroflow.interrupts import ExitGuard
 from kedroflow.outbox import Outbox, undelivered_error
 from kedroflow.params import clip, prepare_params
-from kedroflow.secrets import Secrets
+from kedroflow.secrets import LogScrubber, Secrets, scrub_exception
 from kedroflow.stores import Stores, limits
 
 if TYPE_CHECKING:
@@ -86,9 +86,13 @@ class _RunState:
         #: A thread's own current run while a node of a child run runs or saves in it
         #: (``tracking.run.child_runs``, kedroflow.child_runs).
         self.thread = threading.local()
+        #: The secrets of the run being opened, before ``run`` exists.
+        self.opening = Secrets()
         self.lock = threading.Lock()
         #: Ends a run left open at interpreter exit (Ctrl-C, SIGTERM).
         self.guard = ExitGuard(self._end_interrupted_run)
+        #: Every log record is scrubbed while a run is open (or opening).
+        self.logs = LogScrubber(self.secrets)
 
     def _end_interrupted_run(self) -> None:
         """At interpreter exit, a run still open was interrupted (Ctrl-C, SIGTERM).
@@ -102,6 +106,11 @@ class _RunState:
                     _close(_KILLED)
         except Exception:  # noqa: S110 - never fail at interpreter exit
             pass
+
+    def secrets(self) -> Secrets:
+        """The secrets of the open run (or of the run being opened)."""
+        run = self.run
+        return run.current.secrets if run is not None else self.opening
 
 
 _STATE = _RunState()
@@ -157,12 +166,14 @@ def start_run(
     tags: Mapping[str, Any],
     credentials: Mapping[str, Any] | None = None,
     context: Any = None,
+    secrets: Secrets | None = None,
 ) -> CurrentRun:
     """Configure MLflow and open the run of this ``kedro run``.
 
     ``credentials`` is the project's ``credentials.yml``: the ``server.credentials``
-    entry is given to the MLflow client for the run, and no value of it ever reaches
-    MLflow as a parameter or tag. On failure the environment is restored.
+    entry is given to the MLflow client for the run, and no value of it (nor of
+    ``secrets``: the redacted parameters) ever reaches MLflow, the logs or the
+    console. On failure the environment is restored.
     """
     with _STATE.lock:
         if _STATE.run is not None:
@@ -174,7 +185,9 @@ def start_run(
             _deliver(_STATE.run.current)
             _close(_KILLED)
         os.environ.pop(TRACKING_OFF_ENV, None)
-        secrets = Secrets.from_tree(credentials or {})
+        secrets = Secrets.from_tree(credentials or {}) | (secrets or Secrets())
+        _STATE.opening = secrets
+        _STATE.logs.install()
         saved = stores_.save_environment(config, credentials)
         try:
             stores = stores_.configure(config, project_path, credentials, context)
@@ -182,6 +195,7 @@ def start_run(
             run = opening.open_or_go_offline(stores, run_name, dict(tags))
         except BaseException:
             saved.restore()
+            _STATE.logs.uninstall()
             raise
         _STATE.run = run
         _export(run.current)
@@ -225,6 +239,7 @@ def _deliver(run: CurrentRun) -> list[Undelivered]:
 
 
 def _record_error(run: CurrentRun, error: BaseException) -> None:
+    scrub_exception(error, run.secrets)  # Kedro prints it after the run
     message = run.secrets.scrub(f"{type(error).__name__}: {error}")
     try:
         run.stores.client.set_tag(
@@ -283,6 +298,7 @@ def reset() -> None:
             _STATE.run.saved.restore()
         _STATE.run = None
         _STATE.guard.disarm()
+        _STATE.logs.uninstall()
         os.environ.pop(TRACKING_OFF_ENV, None)
         _unexport()
 
@@ -396,6 +412,7 @@ def _close(status: str) -> None:
                 client.set_terminated(run_id, status)
     finally:
         run.saved.restore()
+        _STATE.logs.uninstall()
 
 
 def _export(run: CurrentRun) -> None:

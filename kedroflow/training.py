@@ -17,11 +17,12 @@ from kedroflow.errors import ModelError
 from kedroflow.provenance import filter_options
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from mlflow.tracking import MlflowClient
 
     from kedroflow.pipeline import PipelineML
+    from kedroflow.secrets import Secrets
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,12 @@ def log_training_model(
     *,
     run_id: str,
     client: MlflowClient | None = None,
+    redact: Iterable[str] = (),
+    secrets: Secrets | None = None,
 ) -> list[tuple[PipelineML, Any]]:
     """Log the inference pipeline bound to the training pipeline that just ran.
+
+    ``redact`` and ``secrets`` (the run's) keep secret parameters out of the model.
 
     A binding is logged when the run executed some of its training nodes and every
     artifact of its inference pipeline was produced by the run or can be loaded from
@@ -108,7 +113,7 @@ def log_training_model(
             ml.inference, catalog, input_name=ml.input_name,
             output_name=ml.output_name, run_id=run_id, kpm_kwargs=ml.kpm_kwargs,
             log_model_kwargs=kwargs, tags={"kedroflow.pipeline": name},
-            client=client,
+            client=client, redact=redact, secrets=secrets,
         )  # fmt: skip
         logged.append((ml, info))
     return logged

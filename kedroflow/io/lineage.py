@@ -28,6 +28,7 @@ from kedroflow.io.model_dataset import MlflowModelRegistryDataset
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from kedroflow.secrets import Secrets
     from kedroflow.tracking import CurrentRun
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,17 @@ CONTENT_HASH_LIMIT = 8 * 1024 * 1024
 _MAX_FILES = 10_000  # files stat-ed in a folder input
 _SCHEMA_ROWS = 100  # CSV rows read to infer a schema
 _CSV_ARGS = ("sep", "delimiter", "header", "encoding", "decimal", "skiprows")
+
+
+def _scrubbed(dataset: Dataset, secrets: Secrets) -> Dataset:
+    return Dataset(
+        name=secrets.scrub(dataset.name),
+        digest=dataset.digest,
+        source_type=dataset.source_type,
+        source=secrets.scrub(dataset.source),
+        schema=dataset.schema,
+        profile=secrets.scrub(dataset.profile or ""),
+    )
 
 
 def describe_input(name: str, dataset: AbstractDataset) -> Dataset:
@@ -221,7 +233,11 @@ def record_lineage(
 
     client, run_id = run.stores.client, run.run_id
     read, written = set(read), set(written)
-    described = _described(catalog, sorted(read | written))
+    # a source URI may carry user-info or a signed-URL token, a name a secret
+    described = {
+        name: _scrubbed(dataset, run.secrets)
+        for name, dataset in _described(catalog, sorted(read | written)).items()
+    }
     outputs = {
         f"{OUTPUT_TAG}{d.digest}": name
         for name, d in described.items()
