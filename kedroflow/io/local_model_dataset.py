@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -85,13 +85,24 @@ class MlflowModelLocalFileSystemDataset(AbstractVersionedDataset[Any, Any]):
         return flavor.load_model(Path(path).as_uri(), **self._load_args)
 
     def save(self, data: Any) -> None:
+        """Write the model next to the folder, then swap it in.
+
+        A save that fails (a model the flavor cannot write, a full disk) leaves the
+        previous model in place, whole.
+        """
         flavor = load_flavor(self._flavor_name, ("save_model",), str(self))
         path = Path(get_filepath_str(self._get_save_path(), "file"))
-        if path.exists():
-            shutil.rmtree(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         args, kwargs = model_args(data, self._workflow, self._save_args)
-        flavor.save_model(*args, path=str(path), **kwargs)
+        with tempfile.TemporaryDirectory(
+            prefix=f".{path.name}-", dir=path.parent
+        ) as tmp:
+            staged = Path(tmp) / "model"
+            flavor.save_model(*args, path=str(staged), **kwargs)
+            old = Path(tmp) / "previous"
+            if path.exists():
+                path.rename(old)  # same folder: renames, never copies
+            staged.rename(path)
 
     def _exists(self) -> bool:
         try:

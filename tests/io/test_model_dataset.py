@@ -8,7 +8,7 @@ from typing import Any
 
 import mlflow
 import pytest
-from kedro.io import Version
+from kedro.io import DatasetError, Version
 from mlflow.entities import LoggedModelStatus
 from sklearn.dummy import DummyClassifier
 
@@ -156,3 +156,13 @@ class TestMlflowModelLocalFileSystemDataset:
             MlflowModelLocalFileSystemDataset(
                 filepath="s3://b/m", flavor="mlflow.sklearn"
             )
+
+    def test_a_failed_save_keeps_the_previous_model(self, tmp_path: Path) -> None:
+        dataset = MlflowModelLocalFileSystemDataset(
+            filepath=str(tmp_path / "m"), flavor="mlflow.sklearn", save_args=SAVE_ARGS
+        )
+        dataset.save(model())
+        with pytest.raises(DatasetError, match="Failed while saving"):
+            dataset.save(i for i in [])  # a generator: the flavor cannot pickle it
+        assert dataset.load().predict([[0]]).tolist() == [1]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # nothing left over
