@@ -1,4 +1,4 @@
-"""``kedro mlflow init | ui | modelify``.
+"""``kedro mlflow init | ui | sync | close | modelify | migrate``.
 
 Kedro imports every plugin's CLI module on every ``kedro`` command, so this module
 imports nothing heavy: MLflow and the project are loaded inside the command bodies.
@@ -134,6 +134,51 @@ def sync(metadata: ProjectMetadata, env: str) -> None:
             f"'{run.experiment}' ({run.models} model(s))"
         )
     click.echo(f"{len(synced)} run(s) uploaded to {target.display_uri}.")
+
+
+@mlflow_commands.command(name="close")
+@click.option("--run-id", required=True, help="The (shared) MLflow run to end.")
+@click.option(
+    "--status",
+    type=click.Choice(["FINISHED", "FAILED", "KILLED"]),
+    default=None,
+    help="Final status (default: FAILED if a part failed, KILLED if one was "
+    "killed, else FINISHED).",
+)
+@click.option(
+    "--force", is_flag=True, help="End it even if processes still renew their lease."
+)
+@env
+@click.pass_obj
+def close(
+    metadata: ProjectMetadata, run_id: str, status: str | None, force: bool, env: str
+) -> None:
+    """End a run shared by several processes whose last one never left (SIGKILL)."""
+    config = _load_project_config(metadata, env)
+    from kedro.framework.session import KedroSession
+    from mlflow.exceptions import MlflowException
+
+    from kedroflow import shared_runs
+    from kedroflow.errors import KedroflowError
+    from kedroflow.stores import command_stores
+
+    with KedroSession.create(project_path=metadata.project_path, env=env) as session:
+        context = session.load_context()  # type: ignore[attr-defined]
+        try:
+            with command_stores(
+                config, project_path=metadata.project_path, context=context,
+                run_id=run_id,
+            ) as used:  # fmt: skip
+                final = shared_runs.close(
+                    used.stores.client, run_id, status=status, force=force
+                )
+        except KedroflowError as exc:
+            raise KedroflowCliError(mask_uri(str(exc))) from None
+        except MlflowException as exc:
+            raise KedroflowCliError(
+                f"Cannot end MLflow run {run_id}: {mask_uri(exc.message)}"
+            ) from None
+    click.echo(f"MLflow run {run_id}: {final}")
 
 
 @mlflow_commands.command(name="modelify")

@@ -120,6 +120,9 @@ class RunConfig(_Section):
     tags: dict[str, Any] = Field(default_factory=dict)
     #: none | namespace (a child run per top-level namespace) | pipeline (per --pipelines)
     child_runs: Literal["none", "namespace", "pipeline"] = "none"
+    #: Seconds a process of a shared run stays counted after its last sign of life
+    #: (renewed every third of it): how long a SIGKILLed part keeps the run open.
+    participant_lease: float = Field(default=60.0, ge=3, le=86400)
 
     @field_validator("id")
     @classmethod

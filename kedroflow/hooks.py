@@ -9,6 +9,7 @@ Opt out with ``DISABLE_HOOKS_FOR_PLUGINS = ("kedroflow",)`` in ``settings.py``.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from pathlib import Path
@@ -52,6 +53,7 @@ class MlflowHook:
         self._session_env = SessionEnv()
         # outputs the auto_log rules select (None: not planned in this process)
         self._auto_log: AutoLog | None = None
+        self._exit_pid: int | None = None  # the process whose exit unbinds the run
 
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
@@ -84,7 +86,7 @@ class MlflowHook:
             )
             os.environ[TRACKING_OFF_ENV] = "1"
             return
-        from kedroflow import io, observer, provenance, stores, tracking
+        from kedroflow import io, observer, provenance, shared_runs, stores, tracking
         from kedroflow.secrets import redacted_values
         from kedroflow.training import check_training_models
 
@@ -94,16 +96,26 @@ class MlflowHook:
         tags = provenance.run_tags(
             config, run_params, env=context.env, project_path=project_path
         )
-        run = tracking.start_run(
-            config,
-            project_path=project_path,
-            run_name=config.tracking.run.name or "+".join(names),
-            tags={**git_tags, **tags},
-            credentials=stores.project_credentials(context),
-            context=context,
-            secrets=redacted_values(context.params, config.tracking.params.redact),
-        )
+        try:
+            run = tracking.start_run(
+                config,
+                project_path=project_path,
+                run_name=config.tracking.run.name or "+".join(names),
+                tags={**git_tags, **tags},
+                credentials=stores.project_credentials(context),
+                context=context,
+                secrets=redacted_values(context.params, config.tracking.params.redact),
+                part=shared_runs.part_id(node.name for node in pipeline.nodes),
+            )
+        except BaseException:
+            self._session_env.forget_credentials()  # a failed start leaves none behind
+            raise
         self._tracked.add(str(run_params.get("run_id")))
+        if self._exit_pid is None:
+            # runs before MLflow's own exit handler (registered at its import), which
+            # would end the kedro run FINISHED over the KILLED of an interrupted run
+            atexit.register(self._unbind_at_exit)
+            self._exit_pid = os.getpid()
         try:
             params = _consumed_params(pipeline, catalog, run_params)
             run = tracking.log_params(run, params, config.tracking.params)
@@ -242,6 +254,20 @@ class MlflowHook:
         finally:
             tracking.end_run(status, error)
             self._session_env.forget_credentials()
+
+    def _unbind_at_exit(self) -> None:
+        """At exit after Ctrl-C or SIGTERM: the run leaves MLflow's active-run stack.
+
+        kedroflow's exit handler (``tracking``) then closes it KILLED, and MLflow's,
+        finding no active run, cannot end it FINISHED, nor a shared run under the
+        processes still working on it.
+        """
+        observer, self._observer = self._observer, None
+        if observer is not None and self._exit_pid == os.getpid():
+            try:
+                observer.finish()
+            except Exception:  # noqa: S110 - never fail at interpreter exit
+                pass
 
     def _owns(self, run_params: dict[str, Any]) -> bool:
         key = str(normalize_run_params(run_params)["run_id"])

@@ -75,7 +75,7 @@ class _OpenRun:
     owned: bool  # started (or joined) by kedroflow: kedroflow ends it
     pushed: bool  # pushed on MLflow's fluent stack in this thread
     saved: SavedEnvironment  # the environment before the run, restored at its end
-    participant: str | None = None  # shared run: this process's participant tag
+    participant: shared_runs.Participant | None = None  # shared run: this process
 
 
 class _RunState:
@@ -167,13 +167,15 @@ def start_run(
     credentials: Mapping[str, Any] | None = None,
     context: Any = None,
     secrets: Secrets | None = None,
+    part: str = "",
 ) -> CurrentRun:
     """Configure MLflow and open the run of this ``kedro run``.
 
     ``credentials`` is the project's ``credentials.yml``: the ``server.credentials``
     entry is given to the MLflow client for the run, and no value of it (nor of
     ``secrets``: the redacted parameters) ever reaches MLflow, the logs or the
-    console. On failure the environment is restored.
+    console. On failure the environment is restored. ``part`` names the node
+    selection when the run is shared (:func:`kedroflow.shared_runs.part_id`).
     """
     with _STATE.lock:
         if _STATE.run is not None:
@@ -191,7 +193,7 @@ def start_run(
         saved = stores_.save_environment(config, credentials)
         try:
             stores = stores_.configure(config, project_path, credentials, context)
-            opening = _Opening(config, project_path, secrets, saved)
+            opening = _Opening(config, project_path, secrets, saved, part)
             run = opening.open_or_go_offline(stores, run_name, dict(tags))
         except BaseException:
             saved.restore()
@@ -314,6 +316,7 @@ class _Opening:
     project_path: Path
     secrets: Secrets
     saved: SavedEnvironment
+    part: str = ""
 
     def open_or_go_offline(
         self, stores: Stores, run_name: str, tags: dict[str, Any]
@@ -357,7 +360,10 @@ class _Opening:
         values = tag_values(tags, self.secrets)
         resume_id = run_config.id or os.environ.get("MLFLOW_RUN_ID") or None
         if resume_id:
-            joined, participant = shared_runs.join(stores.client, resume_id, values)
+            joined, participant = shared_runs.join(
+                stores.client, resume_id, values, part=self.part,
+                lease=run_config.participant_lease,
+            )  # fmt: skip
             current = self._current(stores, joined.info, history_known=False)
             return _OpenRun(current, True, False, self.saved, participant)
         if active is not None:
@@ -403,7 +409,7 @@ def _close(status: str) -> None:
     run_id, client = run.current.run_id, run.current.stores.client
     try:
         if run.participant:
-            shared_runs.leave(client, run_id, run.participant, status)
+            shared_runs.leave(run.participant, status)
         elif run.owned:
             active = mlflow.active_run()
             if run.pushed and active is not None and active.info.run_id == run_id:

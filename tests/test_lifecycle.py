@@ -170,17 +170,19 @@ class TestSharedRuns:
         experiment = client.create_experiment("lifecycle")
         run_id = client.create_run(experiment).info.run_id
         # another process of the split run joined first
-        _, other = shared_runs.join(client, run_id, {"kedro.pipeline": "first"})
+        _, other = shared_runs.join(
+            client, run_id, {"kedro.pipeline": "first"}, part="first"
+        )
 
         cfg = config(tracking_uri, tracking={"run": {"id": run_id}})
-        run = start(cfg, tmp_path)
+        run = start(cfg, tmp_path, part="second")
         assert run.run_id == run_id
         tracking.end_run("FAILED", RuntimeError("part failed"))
         stored = client.get_run(run_id)
         assert stored.info.status == "RUNNING"  # the other process still runs
-        assert stored.data.tags[shared_runs.FAILED_TAG] == "FAILED"
+        assert stored.data.tags[shared_runs.PART_PREFIX + "second"] == "FAILED"
 
-        shared_runs.leave(client, run_id, other, "FINISHED")
+        shared_runs.leave(other, "FINISHED")
         stored = client.get_run(run_id)
         assert stored.info.status == "FAILED"
         assert not [
