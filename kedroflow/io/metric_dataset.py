@@ -30,8 +30,8 @@ class MetricDatasetBase(MlflowBaseDataset[Any, Any]):
     """Key and run handling shared by the metric datasets."""
 
     def __init__(self, *, key: str | None, run_id: str | None, metadata: Any) -> None:
-        self._key = key
-        self._run_id = run_id
+        self._key = text_arg(key, "key", type(self).__name__)
+        self._run_id = text_arg(run_id, "run_id", type(self).__name__)
         self.metadata = metadata
 
     @property
@@ -145,6 +145,25 @@ class _KeyedMetric(MetricDatasetBase):
         }
 
 
+def text_arg(value: Any, name: str, owner: str) -> str | None:
+    """``value`` if it is text (or None), else one clear error."""
+    if value is None or isinstance(value, str):
+        return value
+    raise MlflowDatasetError(
+        f"{owner}: `{name}` must be text, got {value!r} of type "
+        f'{type(value).__name__}; quote it in catalog.yml ({name}: "{value}")'
+    )
+
+
+def _step_arg(args: dict[str, Any], where: str) -> None:
+    step = args.get("step")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        raise MlflowDatasetError(
+            f"MlflowMetricDataset {where}.step must be a whole number (the metric's "
+            f"step), got {step!r}."
+        )
+
+
 def now_ms() -> int:
     """MLflow's timestamp of now (milliseconds)."""
     return int(time.time() * 1000)
@@ -208,6 +227,8 @@ class MlflowMetricDataset(_KeyedMetric):
                 f"MlflowMetricDataset save_args accept `mode` ({' | '.join(self.MODES)}) "
                 f"and `step`; got {save_args}."
             )
+        _step_arg(load_args, "load_args")
+        _step_arg(save_args, "save_args")
         return load_args, save_args
 
     def load(self) -> float:

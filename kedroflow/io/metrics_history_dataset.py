@@ -9,7 +9,12 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
 from kedroflow.errors import MlflowDatasetError
-from kedroflow.io.metric_dataset import MetricDatasetBase, metric_value, now_ms
+from kedroflow.io.metric_dataset import (
+    MetricDatasetBase,
+    metric_value,
+    now_ms,
+    text_arg,
+)
 from kedroflow.params import sanitize_key
 from kedroflow.stores import limits
 
@@ -57,7 +62,7 @@ class MlflowMetricsHistoryDataset(MetricDatasetBase):
             metadata: Free-form metadata, ignored by kedroflow.
         """
         super().__init__(key=None, run_id=run_id, metadata=metadata)
-        self._prefix = prefix
+        self._prefix: str | None = text_arg(prefix, "prefix", type(self).__name__)
 
     @property
     def prefix(self) -> str:

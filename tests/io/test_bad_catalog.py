@@ -32,7 +32,7 @@ CORPUS: list[tuple[str, str]] = [
     ),
     ("{type: kedroflow.MlflowMetricDataset, save_args: {mode: replace}}", "replace"),
     ("{type: kedroflow.MlflowMetricDataset, save_args: [1]}", "save_args"),
-    ("{type: kedroflow.MlflowMetricDataset, key: 3, load_args: {stp: 1}}", "stp"),
+    ("{type: kedroflow.MlflowMetricDataset, key: k, load_args: {stp: 1}}", "stp"),
     ("{type: kedroflow.MlflowMetricDataset, kye: x}", "kye"),
     ("{type: kedroflow.MlflowMetricHistoryDataset, save_args: {mode: lst}}", "lst"),
     (
@@ -74,6 +74,18 @@ CORPUS: list[tuple[str, str]] = [
         "{type: kedroflow.MlflowModelRegistryDataset, model_name: m, flavor: mlflow.nothing}",
         "mlflow.nothing",
     ),
+    ("{type: kedroflow.MlflowMetricDataset, key: 3}", "`key` must be text"),
+    ("{type: kedroflow.MlflowMetricDataset, run_id: 12}", "`run_id` must be text"),
+    (
+        "{type: kedroflow.MlflowMetricDataset, save_args: {step: first}}",
+        "save_args.step must be a whole number",
+    ),
+    (
+        "{type: kedroflow.MlflowMetricDataset, load_args: {step: 1.5}}",
+        "load_args.step must be a whole number",
+    ),
+    ("{type: kedroflow.MlflowMetricHistoryDataset, key: [a]}", "`key` must be text"),
+    ("{type: kedroflow.MlflowMetricsHistoryDataset, prefix: 3}", "`prefix` must be"),
 ]
 
 
