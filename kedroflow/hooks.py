@@ -153,10 +153,20 @@ class MlflowHook:
     def on_pipeline_error(
         self, error: Exception, run_params: dict[str, Any], pipeline: Pipeline
     ) -> None:
-        if self._owns(run_params):
-            self._end_run("FAILED", error)
-        else:
+        if not self._owns(run_params):
             os.environ.pop(TRACKING_OFF_ENV, None)
+            return
+        try:
+            self._end_run("FAILED", error)
+        except Exception as closing:
+            # raising here would replace the node's error and stop the project's own
+            # on_pipeline_error hooks: the tracking failure is only logged
+            from kedroflow.secrets import mask_credentials
+
+            logger.error(
+                "kedroflow: the failed run could not be closed: %s",
+                mask_credentials(str(closing)),
+            )
 
     # ---- nodes and datasets: what they see of the run (kedroflow.observer)
 

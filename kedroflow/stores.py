@@ -246,6 +246,15 @@ def register_header_provider(config: KedroflowConfig, context: Any) -> None:
     kwargs = dict(provider.init_kwargs)
     if provider.pass_context:
         kwargs["kedro_context"] = context
+    try:  # MLflow builds it at each request: a wrong argument must fail here, once
+        cls(**kwargs)
+    except TypeError as exc:
+        raise TrackingError(
+            f"server.request_header_provider: {provider.type} does not take "
+            f"init_kwargs {sorted(provider.init_kwargs)}"
+            f"{' (+ kedro_context, pass_context: true)' if provider.pass_context else ''}"
+            f": {exc}. Fix init_kwargs in mlflow.yml to match its __init__."
+        ) from None
     registry.register(functools.partial(cls, **kwargs))  # type: ignore[no-untyped-call]
     _REGISTERED_PROVIDERS.add(key)
 

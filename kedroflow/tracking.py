@@ -223,7 +223,18 @@ def end_run(status: str = "FINISHED", error: BaseException | None = None) -> Non
             status, error = "FAILED", failure
         if error is not None:
             _record_error(run.current, error)
-        _close(status)
+        if error is None or error is failure:
+            _close(status)
+        else:  # the node's error is the one the user sees, not the server's
+            try:
+                _close(status)
+            except Exception as closing:
+                logger.error(
+                    "kedroflow: could not close MLflow run %s (%s): %s",
+                    run.current.run_id,
+                    status,
+                    run.current.secrets.scrub(str(closing)),
+                )
     if failure is not None:
         raise failure
 
@@ -323,10 +334,14 @@ class _Opening:
     ) -> _OpenRun:
         """Open the run; when the server is unreachable, fail fast or go offline."""
         server = self.config.server
+        reachable = False
         try:
             stores_.probe(stores, server.connect_timeout)
+            reachable = True
             return self.open(stores, run_name, tags)
         except TrackingError as exc:
+            if reachable:  # the server answered and refused (an unknown run id...)
+                raise
             error: Exception = exc
         except (MlflowException, OSError) as exc:
             if not stores.remote:
@@ -339,6 +354,15 @@ class _Opening:
                 "mlflow.yml; if it is only slow, raise server.connect_timeout / "
                 "server.request_timeout; to run anyway and upload the tracking later "
                 "with `kedro mlflow sync`, set server.on_tracking_error: continue."
+            ) from None
+        resume_id = self.config.tracking.run.id or os.environ.get("MLFLOW_RUN_ID")
+        if resume_id:
+            raise TrackingError(
+                f"The MLflow server {stores.display_uri} cannot be reached ({error}), "
+                f"and this kedro run joins its run '{resume_id}' (tracking.run.id or "
+                "MLFLOW_RUN_ID), which only exists on that server: it cannot be joined "
+                "offline. Start the server and run again, or unset the run id to "
+                "track this run offline and upload it with `kedro mlflow sync`."
             ) from None
         offline = stores_.offline_stores(self.project_path, stores)
         logger.warning(

@@ -106,6 +106,28 @@ class TestStartAndEnd:
         assert dict(os.environ) == before
         assert tracking.current_run() is None
 
+    def test_wrong_header_provider_arguments_fail_at_start_with_the_fix(
+        self, tracking_uri: str, tmp_path: Path
+    ) -> None:
+        provider = (
+            "mlflow.tracking.request_header.default_request_header_provider."
+            "DefaultRequestHeaderProvider"
+        )
+        cfg = config(
+            tracking_uri,
+            server={
+                "request_header_provider": {
+                    "type": provider,
+                    "init_kwargs": {"tokn": "x"},
+                }
+            },
+        )
+        with pytest.raises(TrackingError) as raised:
+            start(cfg, tmp_path)
+        assert "does not take init_kwargs ['tokn']" in str(raised.value)
+        assert "Fix init_kwargs in mlflow.yml" in str(raised.value)
+        assert tracking.current_run() is None
+
     def test_the_error_is_recorded_without_secrets(
         self, tracking_uri: str, tmp_path: Path
     ) -> None:
@@ -150,6 +172,24 @@ class TestOffline:
         stored = run.stores.client.get_run(run.run_id)
         assert stored.data.tags["kedroflow.offline_for"] == run.stores.offline_for
         assert stored.info.status == "FINISHED"
+
+    def test_a_given_run_id_while_the_server_is_down_says_so(
+        self, tmp_path: Path
+    ) -> None:
+        server = f"http://bob:{SECRET}@127.0.0.1:{closed_port()}"
+        cfg = config(
+            server,
+            server={"on_tracking_error": "continue"},
+            tracking={"run": {"id": "a" * 32}},
+        )
+        with pytest.raises(TrackingError) as raised:
+            start(cfg, tmp_path)
+        message = str(raised.value)
+        assert "http://***@127.0.0.1" in message
+        assert "cannot be reached" in message
+        assert f"joins its run '{'a' * 32}'" in message
+        assert "unset the run id" in message
+        assert SECRET not in message
 
     def test_fail_fast_masks_the_password_and_restores(self, tmp_path: Path) -> None:
         server = f"http://bob:{SECRET}@127.0.0.1:{closed_port()}"
