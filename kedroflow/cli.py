@@ -6,7 +6,6 @@ imports nothing heavy: MLflow and the project are loaded inside the command bodi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from importlib import resources
@@ -16,11 +15,16 @@ import click
 from click import ClickException as KedroflowCliError
 from kedro.framework.cli.utils import env_option
 
+from kedroflow.cli_project import (
+    cli_errors,
+    env_dir,
+    load_project_config,
+    project_stores,
+)
 from kedroflow.secrets import mask_uri
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-    from pathlib import Path
+    from collections.abc import Callable
 
     from kedro.framework.startup import ProjectMetadata
 
@@ -49,8 +53,7 @@ def mlflow_commands() -> None:
 @click.pass_obj
 def init(metadata: ProjectMetadata, env: str, force: bool, silent: bool) -> None:
     """Write a commented ``conf/<env>/mlflow.yml`` (default env: local)."""
-    env_dir = _env_dir(metadata, env)
-    target = env_dir / "mlflow.yml"
+    target = env_dir(metadata, env) / "mlflow.yml"
     if target.exists() and not force:
         raise KedroflowCliError(
             f"{target} already exists. Pass --force to overwrite it with the template."
@@ -70,7 +73,7 @@ def init(metadata: ProjectMetadata, env: str, force: bool, silent: bool) -> None
 @click.pass_obj
 def ui(metadata: ProjectMetadata, env: str, port: int | None, host: str | None) -> None:
     """Open the MLflow UI on the project's tracking store."""
-    config = _load_project_config(metadata, env)
+    config = load_project_config(metadata, env)
     uri = config.tracking_uri(metadata.project_path)
     host = host or config.ui.host
     port = port or config.ui.port
@@ -109,7 +112,7 @@ def ui(metadata: ProjectMetadata, env: str, port: int | None, host: str | None) 
 @click.pass_obj
 def sync(metadata: ProjectMetadata, env: str) -> None:
     """Upload runs tracked offline (server unreachable) to the tracking server."""
-    config = _load_project_config(metadata, env)
+    config = load_project_config(metadata, env)
     from kedroflow.offline import sync_offline_runs
     from kedroflow.stores import Stores, offline_store
 
@@ -154,30 +157,16 @@ def close(
     metadata: ProjectMetadata, run_id: str, status: str | None, force: bool, env: str
 ) -> None:
     """End a run shared by several processes whose last one never left (SIGKILL)."""
-    config = _load_project_config(metadata, env)
-    from kedro.framework.session import KedroSession
-    from mlflow.exceptions import MlflowException
-
+    config = load_project_config(metadata, env)
     from kedroflow import shared_runs
-    from kedroflow.errors import KedroflowError
-    from kedroflow.stores import command_stores
 
-    with KedroSession.create(project_path=metadata.project_path, env=env) as session:
-        context = session.load_context()  # type: ignore[attr-defined]
-        try:
-            with command_stores(
-                config, project_path=metadata.project_path, context=context,
-                run_id=run_id,
-            ) as used:  # fmt: skip
-                final = shared_runs.close(
-                    used.stores.client, run_id, status=status, force=force
-                )
-        except KedroflowError as exc:
-            raise KedroflowCliError(mask_uri(str(exc))) from None
-        except MlflowException as exc:
-            raise KedroflowCliError(
-                f"Cannot end MLflow run {run_id}: {mask_uri(exc.message)}"
-            ) from None
+    with (
+        cli_errors(f"Cannot end MLflow run {run_id}"),
+        project_stores(metadata, config, env, run_id) as (_, used),
+    ):
+        final = shared_runs.close(
+            used.stores.client, run_id, status=status, force=force
+        )
     click.echo(f"MLflow run {run_id}: {final}")
 
 
@@ -251,16 +240,13 @@ def modelify(  # noqa: PLR0917
     """Log any registered pipeline as an MLflow model, from the stored artifacts."""
     if alias and not registered_model_name:
         raise KedroflowCliError("--alias needs --registered-model-name.")
-    config = _load_project_config(metadata, env)
+    config = load_project_config(metadata, env)
     from kedro.framework.project import pipelines
-    from kedro.framework.session import KedroSession
-    from mlflow.exceptions import MlflowException
 
-    from kedroflow.errors import KedroflowError
     from kedroflow.packaging import log_pipeline_model
     from kedroflow.provenance import git_info
     from kedroflow.secrets import Secrets
-    from kedroflow.stores import command_stores, project_credentials
+    from kedroflow.stores import project_credentials
     from kedroflow.tracking import command_run
 
     if pipeline_name not in pipelines:
@@ -286,35 +272,25 @@ def modelify(  # noqa: PLR0917
                        ("extra_pip_requirements", extra_pip_requirements)):  # fmt: skip
         if value:
             kwargs[key] = value if os.path.isfile(value) else value.split(",")
-    with KedroSession.create(project_path=metadata.project_path, env=env) as session:
-        context = session.load_context()  # type: ignore[attr-defined]
-        try:
-            with command_stores(
-                config, project_path=metadata.project_path, context=context,
-                run_id=run_id,
-            ) as used, command_run(
-                used.stores, used.experiment_id, run_id=run_id,
-                run_name=f"modelify-{pipeline_name}",
-                tags={**git_info(metadata.project_path)[0],
-                      "kedro.pipeline": pipeline_name, "kedroflow.command": "modelify"},
-            ) as target:  # fmt: skip
-                info = log_pipeline_model(
-                    pipeline, context.catalog, input_name=input_name,
-                    output_name=output_name, run_id=target,
-                    kpm_kwargs={"copy_mode": copy_mode},
-                    log_model_kwargs={k: v for k, v in kwargs.items() if v is not None}
-                    | {k: kwargs[k] for k in ("signature", "input_example")},
-                    tags={"kedroflow.pipeline": pipeline_name},
-                    client=used.stores.client,
-                    redact=config.tracking.params.redact,
-                    secrets=Secrets.from_tree(project_credentials(context)),
-                )  # fmt: skip
-        except KedroflowError as exc:
-            raise KedroflowCliError(mask_uri(str(exc))) from None
-        except MlflowException as exc:
-            raise KedroflowCliError(
-                f"MLflow refused the model: {mask_uri(exc.message)}"
-            ) from None
+    with cli_errors("MLflow refused the model"), project_stores(
+        metadata, config, env, run_id
+    ) as (context, used), command_run(
+        used.stores, used.experiment_id, run_id=run_id,
+        run_name=f"modelify-{pipeline_name}",
+        tags={**git_info(metadata.project_path)[0],
+              "kedro.pipeline": pipeline_name, "kedroflow.command": "modelify"},
+    ) as target:  # fmt: skip
+        info = log_pipeline_model(
+            pipeline, context.catalog, input_name=input_name,
+            output_name=output_name, run_id=target,
+            kpm_kwargs={"copy_mode": copy_mode},
+            log_model_kwargs={k: v for k, v in kwargs.items() if v is not None}
+            | {k: kwargs[k] for k in ("signature", "input_example")},
+            tags={"kedroflow.pipeline": pipeline_name},
+            client=used.stores.client,
+            redact=config.tracking.params.redact,
+            secrets=Secrets.from_tree(project_credentials(context)),
+        )  # fmt: skip
     click.echo(
         f"Model of pipeline '{pipeline_name}' logged: {info.model_uri} "
         f"(tracking store {used.stores.display_uri})"
@@ -331,12 +307,12 @@ def modelify(  # noqa: PLR0917
 @click.pass_obj
 def lineage(metadata: ProjectMetadata, target: str, env: str) -> None:
     """Where a run or a model (models:/name@alias, models:/name/3) comes from."""
-    config = _load_project_config(metadata, env)
+    config = load_project_config(metadata, env)
     from kedroflow.stores import command_stores
     from kedroflow.trail import trail
 
     with command_stores(config, project_path=metadata.project_path) as used:
-        with _cli_errors():
+        with cli_errors():
             click.echo("\n".join(trail(used.stores.client, target)))
 
 
@@ -355,28 +331,17 @@ def prune(
 ) -> None:
     """Delete old runs of the project's experiment, never one behind a registered
     model version; then MLflow's garbage collection frees their storage."""
-    config = _load_project_config(metadata, env)
+    config = load_project_config(metadata, env)
     from kedroflow import retention
     from kedroflow.stores import command_stores
 
     with command_stores(config, project_path=metadata.project_path) as used:
-        with _cli_errors():
+        with cli_errors():
             lines = retention.prune(
                 used.stores, used.experiment_id, keep_last=keep_last,
                 older_than=older_than, dry_run=dry_run,
             )  # fmt: skip
     click.echo("\n".join(lines))
-
-
-@contextlib.contextmanager
-def _cli_errors() -> Iterator[None]:
-    """kedroflow's errors as the command's one clear error (exit code 1)."""
-    from kedroflow.errors import KedroflowError
-
-    try:
-        yield
-    except KedroflowError as exc:
-        raise KedroflowCliError(str(exc)) from None
 
 
 def _copy_mode(value: str) -> str | dict[str, str]:
@@ -400,43 +365,3 @@ def migrate(metadata: ProjectMetadata, write: bool) -> None:
 
     changes = migrate_project(metadata.project_path, write=write)
     click.echo(report(changes, metadata.project_path, written=write))
-
-
-def _load_project_config(metadata: ProjectMetadata, env: str) -> Any:
-    from kedro.framework.project import settings
-    from kedro.framework.startup import bootstrap_project
-
-    from kedroflow.config import load_config
-    from kedroflow.errors import ConfigError
-    from kedroflow.run_names import register_resolvers
-
-    bootstrap_project(metadata.project_path)
-    conf_root = _env_dir(metadata, env).parent
-    register_resolvers()
-    loader_args = dict(getattr(settings, "CONFIG_LOADER_ARGS", {}) or {})
-    loader = settings.CONFIG_LOADER_CLASS(
-        conf_source=str(conf_root), env=env, **loader_args
-    )
-    try:
-        return load_config(loader, metadata.package_name)
-    except ConfigError as exc:
-        raise KedroflowCliError(str(exc)) from None
-
-
-def _env_dir(metadata: ProjectMetadata, env: str) -> Path:
-    """``conf/<env>``, or an error listing the environments that exist."""
-    from kedro.framework.project import settings
-
-    conf_root: Path = metadata.project_path / settings.CONF_SOURCE
-    env_dir = conf_root / env
-    if not env_dir.is_dir():
-        envs = (
-            sorted(p.name for p in conf_root.iterdir() if p.is_dir())
-            if conf_root.is_dir()
-            else []
-        )
-        raise KedroflowCliError(
-            f"No Kedro environment '{env}': {env_dir} does not exist. Create the folder "
-            f"first, or pass --env with one of: {', '.join(envs) or '(none found)'}."
-        )
-    return env_dir
