@@ -7,7 +7,9 @@ one Kedro 1.x version loads under another (MLflow "models from code"):
   (``module:qualname``) with its inputs and outputs, in a precomputed topological
   order; the parameters; and each artifact's Kedro dataset config;
 * ``artifacts/``: every persisted inference input (fitted encoders, models, word
-  lists...) as a file written by its own dataset class, reloaded by that class;
+  lists...) as a file written by its own dataset class, reloaded by that class; an
+  input that is already a model in MLflow (kedroflow's model datasets) is referenced
+  by its ``models:/`` URI instead, and loaded from the tracking store;
 * ``code/``: the project's package, so serving does not need the project installed.
 
 Loading needs ``kedro``, the artifacts' dataset libraries and ``kedroflow`` itself
@@ -20,6 +22,7 @@ runner, no catalog and no copy of the artifacts per call.
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import logging
 import tempfile
@@ -34,6 +37,7 @@ from kedroflow.errors import ModelError
 from kedroflow.model_config import (
     CONFIG_VERSION,
     PICKLED,
+    STORED_MODEL,
     base_name,
     build_model_config,
     import_function,
@@ -93,12 +97,15 @@ def _step(spec: Mapping[str, Any]) -> Callable[[dict[str, Any]], None]:
     return run
 
 
-def load_artifact(spec: Mapping[str, Any], path: str) -> Any:
+def load_artifact(spec: Mapping[str, Any], path: str | None) -> Any:
     """Load an artifact file with the Kedro dataset config it was saved with."""
+    if spec["dataset"] == STORED_MODEL:
+        flavor = importlib.import_module(spec["flavor"])
+        return flavor.load_model(spec["model_uri"], **spec.get("load_args", {}))
     if spec["dataset"] == PICKLED:
         import pickle
 
-        with open(path, "rb") as handle:
+        with open(str(path), "rb") as handle:
             return pickle.load(handle)  # noqa: S301 (the model's own artifact)
     from kedro.io.core import AbstractDataset
 
@@ -255,7 +262,9 @@ class KedroPipelineModel(PythonModel):
             base_name(k): v for k, v in (config.get("parameters") or {}).items()
         }
         for key, spec in (config.get("artifacts") or {}).items():
-            static[base_name(spec["name"])] = load_artifact(spec, artifact_paths[key])
+            static[base_name(spec["name"])] = load_artifact(
+                spec, artifact_paths.get(key)
+            )
         self._static = static
         self._copy = {
             base_name(k): v for k, v in (config.get("copy_mode") or {}).items()

@@ -14,7 +14,7 @@ import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from kedro.io.core import is_parameter
 
@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 #: Version of the ``model_config`` layout.
 CONFIG_VERSION = 1
 PICKLED = "__pickle__"  # artifact kept in memory by the run: stored with pickle
+STORED_MODEL = "__mlflow_model__"  # artifact already in MLflow: referenced by its URI
+
+
+@runtime_checkable
+class StoredModelSource(Protocol):
+    """A dataset whose data is a model stored in MLflow (kedroflow's model datasets)."""
+
+    def stored_model(self) -> dict[str, Any] | None:
+        """``{"model_uri", "flavor", "load_args"}`` of the model it loads, or None."""
 
 
 def base_name(name: str) -> str:
@@ -101,15 +110,24 @@ def _dataset_config(catalog: Any, name: str) -> dict[str, Any] | None:
     return dict(config) if isinstance(config, Mapping) else None
 
 
-def _stage_artifact(catalog: Any, name: str, folder: Path) -> tuple[dict, Path]:
-    """Write the artifact ``name`` under ``folder``; return its spec and path."""
+def _stage_artifact(catalog: Any, name: str, folder: Path) -> tuple[dict, Path | None]:
+    """Write the artifact ``name`` under ``folder``; return its spec and path.
+
+    A model already stored in MLflow (a kedroflow model dataset) is referenced by its
+    ``models:/`` URI: no copy, no path.
+    """
     from kedro.io import MemoryDataset
     from kedro.io.core import AbstractDataset
 
+    dataset = catalog[name]
+    if isinstance(dataset, StoredModelSource):
+        stored = dataset.stored_model()
+        if stored is not None:
+            return {"name": name, "dataset": STORED_MODEL, **stored}, None
     key = re.sub(r"[^\w.-]", "_", name)
     config = _dataset_config(catalog, name)
     path_key = next((k for k in ("filepath", "path") if config and k in config), None)
-    if config is None or path_key is None or isinstance(catalog[name], MemoryDataset):
+    if config is None or path_key is None or isinstance(dataset, MemoryDataset):
         import pickle
 
         target = folder / f"{key}.pkl"
@@ -186,5 +204,6 @@ def build_model_config(
             ) from exc
         key = re.sub(r"[^\w.-]", "_", name)
         config["artifacts"][key] = spec
-        paths[key] = str(path)
+        if path is not None:
+            paths[key] = str(path)
     return config, paths

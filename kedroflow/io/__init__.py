@@ -12,11 +12,9 @@ from kedroflow.io.artifact_dataset import MlflowArtifactDataset
 from kedroflow.io.local_model_dataset import MlflowModelLocalFileSystemDataset
 from kedroflow.io.metric_dataset import MlflowMetricDataset, MlflowMetricHistoryDataset
 from kedroflow.io.metrics_history_dataset import MlflowMetricsHistoryDataset
-from kedroflow.io.model_dataset import (
-    MlflowModelRegistryDataset,
-    MlflowModelTrackingDataset,
-)
+from kedroflow.io.model_dataset import MlflowModelTrackingDataset
 from kedroflow.io.prompt_dataset import MlflowPromptDataset
+from kedroflow.io.registry_dataset import MlflowModelRegistryDataset
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from kedro.io import AbstractDataset
 
@@ -39,6 +39,8 @@ class MlflowBaseDataset(AbstractDataset[_DI, _DO]):
     """
 
     _catalog_name: str | None = None
+    #: Whether the dataset has a ``run_id`` argument (named in "no run" errors).
+    _takes_run_id: ClassVar[bool] = False
 
     def bind_name(self, name: str) -> None:
         """Give the dataset its catalog entry name (the default metric key or prefix).
@@ -86,11 +88,16 @@ class MlflowBaseDataset(AbstractDataset[_DI, _DO]):
         """The run to ``action`` with: ``run_id`` if given, else the current run."""
         found = run_id or self._current_run_id()
         if found is None:
+            existing = (
+                ", or set `run_id:` in its catalog entry to use an existing run"
+                if self._takes_run_id
+                else ""
+            )
             raise MlflowDatasetError(
                 f"Dataset {self._label()} cannot {action}: no MLflow run is open. Run it "
                 "inside `kedro run` with kedroflow's hook enabled (a run is opened for "
-                "you), call `mlflow.start_run()` first in a notebook or script, or set "
-                "`run_id:` in its catalog entry to use an existing run."
+                "you), or call `mlflow.start_run()` first in a notebook or script"
+                f"{existing}."
             )
         return found
 
@@ -112,7 +119,11 @@ class MlflowBaseDataset(AbstractDataset[_DI, _DO]):
 
 
 def mapping_arg(value: Any, name: str, owner: str) -> dict[str, Any]:
-    """``value`` (``load_args``, ``save_args``...) as a dict, or a clear error."""
+    """``value`` (``load_args``, ``save_args``...) as a dict, or a clear error.
+
+    A null option means "not set", as a null argument does: catalogs write optional
+    values as ``${runtime_params:name,null}``, which gives None when not passed.
+    """
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -120,7 +131,7 @@ def mapping_arg(value: Any, name: str, owner: str) -> dict[str, Any]:
             f"{owner}: `{name}` must be a mapping of option: value, got "
             f"{type(value).__name__} {value!r}."
         )
-    return dict(value)
+    return {key: item for key, item in value.items() if item is not None}
 
 
 _WORKFLOWS = ("python_model", "loader_module")

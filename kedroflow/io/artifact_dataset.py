@@ -100,6 +100,8 @@ class MlflowArtifactDataset(MlflowBaseDataset[Any, Any]):
         >>> mlflow.end_run()
     """
 
+    _takes_run_id = True
+
     def __init__(
         self,
         *,

@@ -23,7 +23,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
 
 from kedroflow.io.artifact_dataset import MlflowArtifactDataset
-from kedroflow.io.model_dataset import MlflowModelRegistryDataset
+from kedroflow.io.registry_dataset import MlflowModelRegistryDataset
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 class MetricDatasetBase(MlflowBaseDataset[Any, Any]):
     """Key and run handling shared by the metric datasets."""
 
+    _takes_run_id = True
+
     def __init__(self, *, key: str | None, run_id: str | None, metadata: Any) -> None:
         self._key = text_arg(key, "key", type(self).__name__)
         self._run_id = text_arg(run_id, "run_id", type(self).__name__)
@@ -173,9 +175,16 @@ def metric_value(value: Any, where: str) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
+        several = (
+            " To log a dict of metrics in one go, use kedroflow.MlflowMetricsHistoryDataset"
+            " (one metric per key)."
+            if isinstance(value, Mapping)
+            else ""
+        )
         raise MlflowDatasetError(
             f"{where}: MLflow metrics are numbers, got {value!r} of type "
             f"{type(value).__name__}. Return a float (or int/bool) from the node."
+            f"{several}"
         ) from None
 
 

@@ -1,10 +1,13 @@
-"""Model datasets: log a model to the run, or use the model registry.
+"""``MlflowModelTrackingDataset``: log a model to the run, load it back from any run.
 
 ``<flavor>.log_model`` only links a model to the thread's *active* run, which
 ThreadRunner threads and ParallelRunner workers do not have. The datasets therefore
 create the MLflow 3 ``LoggedModel`` themselves with ``source_run_id`` set to the run
 of the ``kedro run``, have the flavor fill it (``model_id=``), and record it as an
 output of that run: the model is linked to the one run whatever the runner.
+
+Model datasets say which stored model they load (:meth:`stored_model`), so that a
+pipeline model built by ``pipeline_ml_factory`` references it by URI, without a copy.
 """
 
 from __future__ import annotations
@@ -33,15 +36,47 @@ class _LoggingModelDataset(MlflowBaseDataset[Any, Any]):
 
     _flavor_name: str
     _workflow: str | None
+    _load_args: dict[str, Any]
+    _save_args: dict[str, Any]
+    _model_uri: str | None = None  # the model this instance logged last
 
-    def _log_model(self, model: Any, save_args: dict[str, Any]) -> Any:
+    def _logged_name(self, save_args: dict[str, Any]) -> str:
+        """The LoggedModel name: ``name`` (or MLflow 2's ``artifact_path``), else the entry."""
+        name = save_args.get("name") or save_args.get("artifact_path")
+        return str(name or self._catalog_name or "model")
+
+    def stored_model(self) -> dict[str, Any] | None:
+        """The stored model this dataset loads, for a model that references it.
+
+        ``{"model_uri", "flavor", "load_args"}``, with a URI that keeps pointing at
+        the same model (``models:/m-...`` or ``models:/<name>/<version>``), or None
+        when there is no such model yet.
+        """
+        uri = self._pinned_uri()
+        if uri is None:
+            return None
+        load_args = {k: v for k, v in self._load_args.items() if k != "model_uri"}
+        return {"model_uri": uri, "flavor": self._flavor_name, "load_args": load_args}
+
+    def _pinned_uri(self) -> str | None:
+        raise NotImplementedError
+
+    def _exists(self) -> bool:
+        try:
+            return self._pinned_uri() is not None
+        except (MlflowException, MlflowDatasetError):
+            return False
+
+    def _log_model(
+        self, model: Any, save_args: dict[str, Any], run_id: str | None = None
+    ) -> Any:
         """Log ``model`` as a LoggedModel of the current run; return its ModelInfo."""
-        run_id = self._run_for("log its model")
+        run_id = self._run_for("log its model", run_id)
         flavor = load_flavor(self._flavor_name, ("log_model",), self._label())
-        save_args = dict(save_args)
-        if "artifact_path" in save_args:  # MLflow 2 name of `name`
-            save_args.setdefault("name", save_args.pop("artifact_path"))
-        name = save_args.pop("name", None) or self._catalog_name or "model"
+        name = self._logged_name(save_args)
+        save_args = {
+            k: v for k, v in save_args.items() if k not in ("name", "artifact_path")
+        }
         mlflow_client = self._client()
         try:
             run = mlflow_client.get_run(run_id)
@@ -75,6 +110,7 @@ class _LoggingModelDataset(MlflowBaseDataset[Any, Any]):
             logged.model_id,
             run_id,
         )
+        self._model_uri = f"models:/{logged.model_id}"
         return info
 
 
@@ -84,16 +120,17 @@ class MlflowModelTrackingDataset(_LoggingModelDataset):
     The model becomes an MLflow 3 LoggedModel linked to the run of the ``kedro run``
     (its id is in :attr:`model_id`), whatever the runner. ``save_args`` go to
     ``<flavor>.log_model`` (``name`` defaults to the catalog entry name). Loading
-    returns the model saved last by this dataset, or ``load_args.model_uri``.
+    returns ``load_args.model_uri`` if set, else the model this entry logged in the
+    run ``run_id`` (null: the current run), found by its name.
 
     Examples:
         ```yaml
-        classifier:
+        regressor:
           type: kedroflow.MlflowModelTrackingDataset
           flavor: mlflow.sklearn
+          run_id: ${runtime_params:mlflow_run_id,null}   # load from another run
           save_args:
-            registered_model_name: iris-classifier   # optional
-            pip_requirements: [scikit-learn]
+            registered_model_name: spaceflights-regressor   # optional
 
         served_model:                                # load a given model
           type: kedroflow.MlflowModelTrackingDataset
@@ -115,15 +152,20 @@ class MlflowModelTrackingDataset(_LoggingModelDataset):
         >>> dataset.save(DummyClassifier().fit([[0], [1]], [0, 1]))
         >>> mlflow.get_logged_model(dataset.model_id).source_run_id == run.info.run_id
         True
-        >>> dataset.load().predict([[3]]).shape
-        (1,)
         >>> mlflow.end_run()
+        >>> MlflowModelTrackingDataset(
+        ...     flavor="mlflow.sklearn", run_id=run.info.run_id
+        ... ).load().predict([[3]]).shape
+        (1,)
     """
+
+    _takes_run_id = True
 
     def __init__(
         self,
         *,
         flavor: str,
+        run_id: str | None = None,
         pyfunc_workflow: str | None = None,
         load_args: dict[str, Any] | None = None,
         save_args: dict[str, Any] | None = None,
@@ -133,6 +175,8 @@ class MlflowModelTrackingDataset(_LoggingModelDataset):
 
         Args:
             flavor: MLflow flavor module, e.g. ``mlflow.sklearn``.
+            run_id: Load the model this entry logged in that run; None (null) for
+                the current run. A run cannot save into another run.
             pyfunc_workflow: For ``mlflow.pyfunc``: ``python_model`` or
                 ``loader_module``.
             load_args: ``model_uri`` to load a given model; the rest goes to
@@ -144,10 +188,10 @@ class MlflowModelTrackingDataset(_LoggingModelDataset):
         owner = "MlflowModelTrackingDataset"
         load_flavor(flavor, ("log_model", "load_model"), owner)
         self._flavor_name = flavor
+        self._run_id = run_id
         self._workflow = check_workflow(flavor, pyfunc_workflow, owner)
         self._load_args = mapping_arg(load_args, "load_args", type(self).__name__)
         self._save_args = mapping_arg(save_args, "save_args", type(self).__name__)
-        self._model_uri: str | None = None
         self._model_id: str | None = None
         self.metadata = metadata
 
@@ -157,14 +201,23 @@ class MlflowModelTrackingDataset(_LoggingModelDataset):
         return self._model_id
 
     def load(self) -> Any:
-        load_args = dict(self._load_args)
-        uri = load_args.pop("model_uri", None) or self._model_uri
+        uri = self._pinned_uri()
         if uri is None:
-            raise MlflowDatasetError(
-                f"Dataset {self._label()} has no model to load: set "
-                "`load_args.model_uri` (e.g. models:/<name>@<alias> or models:/m-<id>) "
-                "or save a model with it first."
+            run_id = self._run_id or self._current_run_id()
+            where = (
+                f"run {run_id} has no model '{self._logged_name(self._save_args)}' "
+                "logged by it"
+                if run_id
+                else "no MLflow run is open"
             )
+            raise MlflowDatasetError(
+                f"Dataset {self._label()} has no model to load: {where}. Set `run_id:` "
+                "to the run that trained it (e.g. run_id: "
+                "${runtime_params:mlflow_run_id,null} and --params mlflow_run_id=...), "
+                "set `load_args.model_uri` (models:/<name>@<alias>, models:/m-<id>), "
+                "or run the node that saves it first."
+            )
+        load_args = {k: v for k, v in self._load_args.items() if k != "model_uri"}
         flavor = load_flavor(self._flavor_name, ("load_model",), self._label())
         return flavor.load_model(uri, **load_args)
 
@@ -178,140 +231,56 @@ class MlflowModelTrackingDataset(_LoggingModelDataset):
         if self._logging_off():
             logger.debug("Tracking is off: %s does not log its model", self._label())
             return
-        info = self._log_model(data, self._save_args)
-        self._model_uri, self._model_id = info.model_uri, info.model_id
+        current = self._current_run_id()
+        if self._run_id and current and self._run_id != current:
+            raise MlflowDatasetError(
+                f"Dataset {self._label()} loads its model from MLflow run "
+                f"'{self._run_id}' (`run_id:`) and cannot log a new one there from run "
+                f"'{current}': an earlier run's models are its record. Run only the "
+                "nodes that load it (e.g. --from-nodes=...), or leave run_id null "
+                "(drop --params mlflow_run_id) to train and log a new model."
+            )
+        info = self._log_model(data, self._save_args, self._run_id)
+        self._model_id = info.model_id
+
+    def _pinned_uri(self) -> str | None:
+        if "model_uri" in self._load_args:
+            return str(self._load_args["model_uri"])
+        if self._model_uri is not None:
+            return self._model_uri
+        run_id = self._run_id or self._current_run_id()
+        if run_id is None:
+            return None
+        model_id = self._logged_in(run_id)
+        return f"models:/{model_id}" if model_id else None
+
+    def _logged_in(self, run_id: str) -> str | None:
+        """The id of the newest ready model of this entry's name that ``run_id`` logged.
+
+        Searched by source run (MLflow 3.0 lists no outputs for a model logged in the
+        thread's active run).
+        """
+        mlflow_client = self._client()
+        try:
+            experiment_id = mlflow_client.get_run(run_id).info.experiment_id
+            found = mlflow_client.search_logged_models(
+                [experiment_id], filter_string=f"source_run_id = '{run_id}'"
+            )
+        except MlflowException as error:
+            raise self._mlflow_error(error, "load its model", run_id) from error
+        name = self._logged_name(self._save_args)
+        ready = [
+            m for m in found if m.name == name and m.status == LoggedModelStatus.READY
+        ]
+        newest = max(ready, key=lambda m: m.creation_timestamp, default=None)
+        return newest.model_id if newest is not None else None
 
     def _describe(self) -> dict[str, Any]:
         return {
             "flavor": self._flavor_name,
+            "run_id": self._run_id,
             "pyfunc_workflow": self._workflow,
             "load_args": self._load_args,
             "save_args": self._save_args,
             "model_id": self._model_id,
-        }
-
-
-class MlflowModelRegistryDataset(_LoggingModelDataset):
-    """``MlflowModelRegistryDataset`` loads a registered model, and registers new ones.
-
-    Loading uses ``models:/<model_name>@<alias>`` or
-    ``models:/<model_name>/<stage_or_version>`` (``latest`` by default). Saving logs
-    the model to the current run, registers it as a new version of ``model_name`` and,
-    with ``alias``, points the alias at that version.
-
-    Examples:
-        ```yaml
-        champion:
-          type: kedroflow.MlflowModelRegistryDataset
-          model_name: iris-classifier
-          alias: champion
-          flavor: mlflow.sklearn
-        ```
-
-        >>> import mlflow
-        >>> from sklearn.dummy import DummyClassifier
-        >>> from kedroflow.io import MlflowModelRegistryDataset
-        >>> mlflow.set_tracking_uri(tracking_uri)
-        >>> experiment = mlflow.create_experiment("doc", (tmp_path / "art").as_uri())
-        >>> run = mlflow.start_run(experiment_id=experiment)
-        >>> dataset = MlflowModelRegistryDataset(
-        ...     model_name="clf",
-        ...     alias="champion",
-        ...     flavor="mlflow.sklearn",
-        ...     save_args={"pip_requirements": ["scikit-learn"]},
-        ... )
-        >>> dataset.save(DummyClassifier().fit([[0], [1]], [0, 1]))
-        >>> client = mlflow.MlflowClient()
-        >>> int(client.get_model_version_by_alias("clf", "champion").version)
-        1
-        >>> dataset.load().predict([[3]]).shape
-        (1,)
-        >>> mlflow.end_run()
-    """
-
-    def __init__(
-        self,
-        *,
-        model_name: str,
-        stage_or_version: str | int | None = None,
-        alias: str | None = None,
-        flavor: str = "mlflow.pyfunc",
-        pyfunc_workflow: str | None = "python_model",
-        load_args: dict[str, Any] | None = None,
-        save_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Create a registry dataset.
-
-        Args:
-            model_name: Registered model name.
-            stage_or_version: Version (or deprecated stage) to load; ``latest`` if
-                neither this nor ``alias`` is set. Exclusive with ``alias``.
-            alias: Alias to load, and to point at the version a save registers.
-            flavor: MLflow flavor module used to load and log.
-            pyfunc_workflow: For ``mlflow.pyfunc``: ``python_model`` or
-                ``loader_module``.
-            load_args: Passed to ``<flavor>.load_model``.
-            save_args: Passed to ``<flavor>.log_model``.
-            metadata: Free-form metadata, ignored by kedroflow.
-        """
-        owner = f"MlflowModelRegistryDataset '{model_name}'"
-        if alias and stage_or_version is not None:
-            raise MlflowDatasetError(
-                f"{owner}: set either `alias` or `stage_or_version`, not both."
-            )
-        load_flavor(flavor, ("log_model", "load_model"), owner)
-        self._model_name = model_name
-        self._stage_or_version = stage_or_version
-        self._alias = alias
-        self._flavor_name = flavor
-        self._workflow = check_workflow(flavor, pyfunc_workflow, owner)
-        self._load_args = mapping_arg(load_args, "load_args", type(self).__name__)
-        self._save_args = mapping_arg(save_args, "save_args", type(self).__name__)
-        self.metadata = metadata
-
-    @property
-    def model_uri(self) -> str:
-        """The ``models:/`` URI this dataset loads."""
-        if self._alias:
-            return f"models:/{self._model_name}@{self._alias}"
-        return f"models:/{self._model_name}/{self._stage_or_version or 'latest'}"
-
-    def load(self) -> Any:
-        flavor = load_flavor(self._flavor_name, ("load_model",), self._label())
-        try:
-            return flavor.load_model(self.model_uri, **self._load_args)
-        except MlflowException as error:
-            raise MlflowDatasetError(
-                f"Dataset {self._label()} cannot load {self.model_uri}: "
-                f"{error.message}. Check `model_name`, `alias` / `stage_or_version` "
-                "against the registry (MLflow UI > Models)."
-            ) from error
-
-    def save(self, data: Any) -> None:
-        if self._stage_or_version is not None:
-            raise MlflowDatasetError(
-                f"Dataset {self._label()} loads version/stage "
-                f"'{self._stage_or_version}' and cannot save: the registry numbers new "
-                "versions itself. Use `alias:` (e.g. champion) on entries that save."
-            )
-        if self._logging_off():
-            logger.debug("Tracking is off: %s does not register", self._label())
-            return
-        save_args = {**self._save_args, "registered_model_name": self._model_name}
-        save_args.setdefault("name", self._model_name)
-        info = self._log_model(data, save_args)
-        version = info.registered_model_version
-        if self._alias and version is not None:
-            self._client().set_registered_model_alias(
-                self._model_name, self._alias, str(version)
-            )
-
-    def _describe(self) -> dict[str, Any]:
-        return {
-            "model_uri": self.model_uri,
-            "flavor": self._flavor_name,
-            "pyfunc_workflow": self._workflow,
-            "load_args": self._load_args,
-            "save_args": self._save_args,
         }

@@ -6,7 +6,7 @@ from typing import Any
 
 import mlflow
 import pytest
-from kedro.io import DataCatalog
+from kedro.io import DataCatalog, DatasetError
 
 from kedroflow.config import TRACKING_OFF_ENV
 from kedroflow.errors import MlflowDatasetError
@@ -171,3 +171,30 @@ class TestMlflowMetricsHistoryDataset:
     def test_point_without_value(self, run_id: str) -> None:
         with pytest.raises(MlflowDatasetError, match="needs a 'value'"):
             MlflowMetricsHistoryDataset(prefix="p").save({"auc": {"step": 1}})
+
+
+class TestDictToOneMetric:
+    def test_error_points_to_the_dataset_for_several_metrics(
+        self, kedro_project: Any
+    ) -> None:
+        # spaceflights' evaluate_model returns {"r2_score": ..., "mae": ...}
+        kedro_project.write(
+            "src/fake_project/nodes.py",
+            "def evaluate():\n    return {'r2_score': 0.9, 'mae': 3.0}\n",
+        )
+        kedro_project.write_pipelines(
+            """
+            from kedro.pipeline import Node, Pipeline
+            from fake_project.nodes import evaluate
+            def register_pipelines():
+                return {"__default__": Pipeline([Node(evaluate, None, "metrics")])}
+            """
+        )
+        kedro_project.write(
+            "conf/base/catalog.yml", "metrics:\n  type: kedroflow.MlflowMetricDataset\n"
+        )
+        with pytest.raises(DatasetError, match="MLflow metrics are numbers") as error:
+            kedro_project.run()
+        assert "use kedroflow.MlflowMetricsHistoryDataset" in str(error.value)
+        run = kedro_project.only_run()
+        assert run.info.status == "FAILED"

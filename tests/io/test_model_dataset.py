@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,162 @@ class TestMlflowModelLocalFileSystemDataset:
             dataset.save(i for i in [])  # a generator: the flavor cannot pickle it
         assert dataset.load().predict([[0]]).tolist() == [1]
         assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # nothing left over
+
+
+NULL_ARGS_NODES = """
+import pandas as pd
+from sklearn.dummy import DummyClassifier
+
+
+def train():
+    model = DummyClassifier(strategy="constant", constant=1).fit([[0], [1]], [0, 1])
+    table = pd.DataFrame({"x": [1, 2]})
+    return model, model, 0.5, [1.0, 0.5], {"auc": 0.75}, table
+
+
+def check(model, registered, score, history, scores, table):
+    return {
+        "model": model.predict([[3]]).tolist(),
+        "registered": registered.predict([[3]]).tolist(),
+        "score": score,
+        "history": history,
+        "auc": scores["auc"]["value"],
+        "rows": len(table),
+    }
+"""
+
+NULL_ARGS_REGISTRY = """
+from kedro.pipeline import Node, Pipeline
+
+from fake_project.nodes import check, train
+
+OUTPUTS = ["model", "registered", "score", "history", "scores", "table"]
+
+
+def register_pipelines():
+    return {
+        "__default__": Pipeline(
+            [
+                Node(train, None, OUTPUTS, name="train"),
+                Node(check, OUTPUTS, "loaded", name="check"),
+            ]
+        )
+    }
+"""
+
+# Every optional argument of every kedroflow dataset given as a runtime parameter
+# that is not passed: `${runtime_params:...,null}` resolves to None.
+NULL_ARGS_CATALOG = """
+model:
+  type: kedroflow.MlflowModelTrackingDataset
+  flavor: mlflow.sklearn
+  run_id: ${runtime_params:run,null}
+  pyfunc_workflow: ${runtime_params:workflow,null}
+  load_args:
+    model_uri: ${runtime_params:model_uri,null}
+  save_args:
+    registered_model_name: ${runtime_params:registered,null}
+    pip_requirements: [scikit-learn]
+registered:
+  type: kedroflow.MlflowModelRegistryDataset
+  model_name: null-args
+  flavor: mlflow.sklearn
+  alias: ${runtime_params:alias,null}
+  stage_or_version: ${runtime_params:version,null}
+  pyfunc_workflow: ${runtime_params:workflow,null}
+  save_args:
+    pip_requirements: [scikit-learn]
+score:
+  type: kedroflow.MlflowMetricDataset
+  key: ${runtime_params:key,null}
+  run_id: ${runtime_params:run,null}
+  load_args:
+    step: ${runtime_params:step,null}
+  save_args:
+    mode: ${runtime_params:mode,null}
+    step: ${runtime_params:step,null}
+history:
+  type: kedroflow.MlflowMetricHistoryDataset
+  key: ${runtime_params:key,null}
+  run_id: ${runtime_params:run,null}
+  load_args:
+    mode: ${runtime_params:mode,null}
+  save_args:
+    mode: ${runtime_params:mode,null}
+scores:
+  type: kedroflow.MlflowMetricsHistoryDataset
+  prefix: ${runtime_params:prefix,null}
+  run_id: ${runtime_params:run,null}
+table:
+  type: kedroflow.MlflowArtifactDataset
+  run_id: ${runtime_params:run,null}
+  artifact_path: ${runtime_params:folder,null}
+  credentials: ${runtime_params:credentials,null}
+  dataset:
+    type: pandas.CSVDataset
+    filepath: data/table.csv
+loaded:
+  type: json.JSONDataset
+  filepath: data/loaded.json
+"""
+
+
+class TestNullArguments:
+    def test_null_means_not_set_for_every_optional_argument(
+        self, kedro_project: Any
+    ) -> None:
+        kedro_project.write("src/fake_project/nodes.py", NULL_ARGS_NODES)
+        kedro_project.write_pipelines(NULL_ARGS_REGISTRY)
+        kedro_project.write("conf/base/catalog.yml", NULL_ARGS_CATALOG)
+        kedro_project.run()
+        run = kedro_project.only_run()
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics == {"score": 0.5, "history": 0.5, "scores.auc": 0.75}
+        loaded = json.loads((kedro_project.path / "data" / "loaded.json").read_text())
+        assert loaded == {
+            "model": [1],
+            "registered": [1],
+            "score": 0.5,
+            "history": [1.0, 0.5],
+            "auc": 0.75,
+            "rows": 2,
+        }
+        client = kedro_project.client()
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["table.csv"]
+        assert client.search_registered_models()[0].name == "null-args"
+
+
+NO_RUN_NODES = "def train():\n    return 1.0\n"
+
+
+class TestNoRunOpen:
+    @pytest.mark.parametrize(
+        ("entry", "suggests_run_id"),
+        [
+            (
+                "type: kedroflow.MlflowModelTrackingDataset\n  flavor: mlflow.sklearn",
+                True,
+            ),
+            ("type: kedroflow.MlflowModelRegistryDataset\n  model_name: m", False),
+        ],
+    )
+    def test_run_id_is_suggested_only_where_it_exists(
+        self, kedro_project: Any, entry: str, suggests_run_id: bool
+    ) -> None:
+        kedro_project.write(
+            "src/fake_project/settings.py",
+            'DISABLE_HOOKS_FOR_PLUGINS = ("kedroflow",)\n',
+        )
+        kedro_project.write("src/fake_project/nodes.py", NO_RUN_NODES)
+        kedro_project.write_pipelines(
+            """
+            from kedro.pipeline import Node, Pipeline
+            from fake_project.nodes import train
+            def register_pipelines():
+                return {"__default__": Pipeline([Node(train, None, "model")])}
+            """
+        )
+        kedro_project.write("conf/base/catalog.yml", f"model:\n  {entry}\n")
+        with pytest.raises(DatasetError, match="no MLflow run is open") as error:
+            kedro_project.run()
+        assert ("`run_id:`" in str(error.value)) is suggests_run_id

@@ -1,0 +1,166 @@
+"""``MlflowModelRegistryDataset``: load a registered model, register new versions."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+
+from kedroflow.errors import MlflowDatasetError
+from kedroflow.io._base import check_workflow, load_flavor, mapping_arg
+from kedroflow.io.model_dataset import _LoggingModelDataset
+
+logger = logging.getLogger(__name__)
+
+
+class MlflowModelRegistryDataset(_LoggingModelDataset):
+    """``MlflowModelRegistryDataset`` loads a registered model, and registers new ones.
+
+    Loading uses ``models:/<model_name>@<alias>`` or
+    ``models:/<model_name>/<stage_or_version>`` (``latest`` by default). Saving logs
+    the model to the current run, registers it as a new version of ``model_name`` and,
+    with ``alias``, points the alias at that version.
+
+    Examples:
+        ```yaml
+        champion:
+          type: kedroflow.MlflowModelRegistryDataset
+          model_name: iris-classifier
+          alias: champion
+          flavor: mlflow.sklearn
+        ```
+
+        >>> import mlflow
+        >>> from sklearn.dummy import DummyClassifier
+        >>> from kedroflow.io import MlflowModelRegistryDataset
+        >>> mlflow.set_tracking_uri(tracking_uri)
+        >>> experiment = mlflow.create_experiment("doc", (tmp_path / "art").as_uri())
+        >>> run = mlflow.start_run(experiment_id=experiment)
+        >>> dataset = MlflowModelRegistryDataset(
+        ...     model_name="clf",
+        ...     alias="champion",
+        ...     flavor="mlflow.sklearn",
+        ...     save_args={"pip_requirements": ["scikit-learn"]},
+        ... )
+        >>> dataset.save(DummyClassifier().fit([[0], [1]], [0, 1]))
+        >>> client = mlflow.MlflowClient()
+        >>> int(client.get_model_version_by_alias("clf", "champion").version)
+        1
+        >>> dataset.load().predict([[3]]).shape
+        (1,)
+        >>> mlflow.end_run()
+    """
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        stage_or_version: str | int | None = None,
+        alias: str | None = None,
+        flavor: str | None = None,
+        pyfunc_workflow: str | None = None,
+        load_args: dict[str, Any] | None = None,
+        save_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Create a registry dataset.
+
+        Args:
+            model_name: Registered model name.
+            stage_or_version: Version (or deprecated stage) to load; ``latest`` if
+                neither this nor ``alias`` is set. Exclusive with ``alias``.
+            alias: Alias to load, and to point at the version a save registers.
+            flavor: MLflow flavor module used to load and log (``mlflow.pyfunc``
+                when not set).
+            pyfunc_workflow: For ``mlflow.pyfunc``: ``python_model`` (when not set)
+                or ``loader_module``.
+            load_args: Passed to ``<flavor>.load_model``.
+            save_args: Passed to ``<flavor>.log_model``.
+            metadata: Free-form metadata, ignored by kedroflow.
+        """
+        owner = f"MlflowModelRegistryDataset '{model_name}'"
+        if alias and stage_or_version is not None:
+            raise MlflowDatasetError(
+                f"{owner}: set either `alias` or `stage_or_version`, not both."
+            )
+        flavor = flavor or "mlflow.pyfunc"
+        load_flavor(flavor, ("log_model", "load_model"), owner)
+        self._model_name = model_name
+        self._stage_or_version = stage_or_version
+        self._alias = alias
+        self._flavor_name = flavor
+        self._workflow = check_workflow(
+            flavor, pyfunc_workflow or "python_model", owner
+        )
+        self._load_args = mapping_arg(load_args, "load_args", type(self).__name__)
+        self._save_args = mapping_arg(save_args, "save_args", type(self).__name__)
+        self.metadata = metadata
+
+    @property
+    def model_uri(self) -> str:
+        """The ``models:/`` URI this dataset loads."""
+        if self._alias:
+            return f"models:/{self._model_name}@{self._alias}"
+        return f"models:/{self._model_name}/{self._stage_or_version or 'latest'}"
+
+    def load(self) -> Any:
+        flavor = load_flavor(self._flavor_name, ("load_model",), self._label())
+        try:
+            return flavor.load_model(self.model_uri, **self._load_args)
+        except MlflowException as error:
+            raise MlflowDatasetError(
+                f"Dataset {self._label()} cannot load {self.model_uri}: "
+                f"{error.message}. Check `model_name`, `alias` / `stage_or_version` "
+                "against the registry (MLflow UI > Models)."
+            ) from error
+
+    def save(self, data: Any) -> None:
+        if self._stage_or_version is not None:
+            raise MlflowDatasetError(
+                f"Dataset {self._label()} loads version/stage "
+                f"'{self._stage_or_version}' and cannot save: the registry numbers new "
+                "versions itself. Use `alias:` (e.g. champion) on entries that save."
+            )
+        if self._logging_off():
+            logger.debug("Tracking is off: %s does not register", self._label())
+            return
+        save_args = {**self._save_args, "registered_model_name": self._model_name}
+        save_args.setdefault("name", self._model_name)
+        info = self._log_model(data, save_args)
+        version = info.registered_model_version
+        if self._alias and version is not None:
+            self._client().set_registered_model_alias(
+                self._model_name, self._alias, str(version)
+            )
+
+    def _pinned_uri(self) -> str | None:
+        """The version this entry loads now, as ``models:/<name>/<version>``."""
+        if self._model_uri is not None:
+            return self._model_uri
+        mlflow_client = self._client()
+        if self._alias:
+            found = mlflow_client.get_model_version_by_alias(
+                self._model_name, self._alias
+            )
+            return f"models:/{self._model_name}/{found.version}"
+        wanted = str(self._stage_or_version or "latest")
+        if wanted.isdigit():
+            mlflow_client.get_model_version(self._model_name, wanted)
+            return f"models:/{self._model_name}/{wanted}"
+        versions = list(
+            mlflow_client.search_model_versions(f"name = '{self._model_name}'")
+        )
+        if wanted != "latest":  # a (deprecated) stage: the newest version in it
+            versions = [v for v in versions if v.current_stage == wanted]
+        newest = max((int(v.version) for v in versions), default=None)
+        return None if newest is None else f"models:/{self._model_name}/{newest}"
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "model_uri": self.model_uri,
+            "flavor": self._flavor_name,
+            "pyfunc_workflow": self._workflow,
+            "load_args": self._load_args,
+            "save_args": self._save_args,
+        }
