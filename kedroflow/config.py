@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from kedroflow.errors import ConfigError
+from kedroflow.file_stores import file_store_problems
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -195,6 +196,11 @@ class ArtifactsConfig(_Section):
     auto_log: list[ArtifactRule] = Field(default_factory=list)  # first match wins
 
 
+class PipelineModelConfig(_Section):
+    #: A run that trained none of the model's artifacts logs it, never registered.
+    log_untrained: StrictBool = False
+
+
 class TrackingConfig(_Section):
     disable_tracking: DisableTrackingConfig = Field(
         default_factory=DisableTrackingConfig
@@ -207,6 +213,7 @@ class TrackingConfig(_Section):
     autolog: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     system_metrics: SystemMetricsConfig = Field(default_factory=SystemMetricsConfig)
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
+    pipeline_model: PipelineModelConfig = Field(default_factory=PipelineModelConfig)
 
 
 class UiConfig(_Section):
@@ -341,7 +348,10 @@ def load_config(
         ):
             tracking["experiment"] = {**(experiment or {}), "name": package_name}
             raw["tracking"] = tracking
-    return validate_config(raw, source)
+    config = validate_config(raw, source)
+    if problems := file_store_problems(config.server):
+        raise ConfigError(f"{source}: " + "\n".join(problems), problems)
+    return config
 
 
 def _describe_problem(error: Any) -> str:

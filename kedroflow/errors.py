@@ -7,6 +7,7 @@ working.
 
 from __future__ import annotations
 
+from click import ClickException
 from kedro.io.core import DatasetError
 
 
@@ -14,8 +15,12 @@ class KedroflowError(Exception):
     """Base class of every kedroflow error."""
 
 
-class ConfigError(KedroflowError):
-    """``mlflow.yml`` is invalid. The message lists every problem with its key path."""
+class ConfigError(KedroflowError, ClickException):
+    """``mlflow.yml`` is invalid. The message lists every problem with its key path.
+
+    A ``ClickException`` too, so that ``kedro run`` shows the message alone: the
+    traceback of a configuration problem says nothing the message does not.
+    """
 
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)

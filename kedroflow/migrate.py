@@ -128,7 +128,9 @@ def migrate_python(text: str) -> Migration:
             )
             return match.group(0)
         result.changed += 1
-        return f"{match['indent']}from kedroflow import {match['names'].strip()}"
+        names = match["names"]
+        kept = names[len(names.rstrip()) :]  # the space before an inline comment
+        return f"{match['indent']}from kedroflow import {names.strip()}{kept}"
 
     migrated = _FROM_IMPORT.sub(replace, text)
     migrated, hooks = _DISABLED_HOOKS.subn(r"\1kedroflow\1", migrated)
@@ -140,6 +142,52 @@ def migrate_python(text: str) -> Migration:
                 f"line {line}: '{match.group(0).strip()}' still uses kedro_mlflow"
             )
     result.text = migrated
+    return result
+
+
+_STORE_URI = re.compile(
+    r"^(?P<lead>[ \t]*mlflow_(?P<kind>tracking|registry)_uri:[ \t]*)"
+    r"(?P<quote>['\"]?)(?P<uri>[^'\"\s#]+)(?P=quote)",
+    re.M,
+)
+
+
+def migrate_mlflow_yml(text: str) -> Migration:
+    """Point ``mlflow.yml`` at a SQLite store where it names a local file store.
+
+    MLflow 3.7+ refuses file stores (kedro-mlflow's ``mlruns``, the ``mlflow_runs`` of
+    Kedro's MLflow page): the tracking URI becomes ``sqlite:///mlflow.db`` (kedroflow's
+    default), a file-store registry URI ``null`` (the tracking store).
+
+    Examples:
+        >>> result = migrate_mlflow_yml(
+        ...     "server:\\n  mlflow_tracking_uri: mlflow_runs\\n"
+        ... )
+        >>> print(result.text, end="")
+        server:
+          mlflow_tracking_uri: sqlite:///mlflow.db
+    """
+    from kedroflow.config import DEFAULT_TRACKING_URI
+    from kedroflow.file_stores import is_file_store
+
+    result = Migration(text)
+
+    def replace(match: re.Match[str]) -> str:
+        uri = match["uri"]
+        if uri in ("null", "~") or uri.startswith("$") or not is_file_store(uri):
+            return match.group(0)
+        line = text.count("\n", 0, match.start()) + 1
+        result.changed += 1
+        if match["kind"] == "registry":
+            return f"{match['lead']}null"
+        result.notes.append(
+            f"line {line}: the file store '{uri}' becomes {DEFAULT_TRACKING_URI} "
+            "(MLflow 3.7+ refuses file stores); runs already in it stay there: "
+            f"`mlflow migrate-filestore` (see its --help) copies them into mlflow.db"
+        )
+        return f"{match['lead']}{DEFAULT_TRACKING_URI}"
+
+    result.text = _STORE_URI.sub(replace, text)
     return result
 
 
@@ -168,8 +216,9 @@ class FileMigration:
 def migrate_project(project_path: Path, *, write: bool = False) -> list[FileMigration]:
     """Find (and with ``write=True`` rewrite) what a kedro-mlflow project must change.
 
-    Looks at every ``conf/**/*.yml``/``*.yaml`` (catalog ``type:`` values) and every
-    ``*.py`` under ``src/`` (imports, ``DISABLE_HOOKS_FOR_PLUGINS``).
+    Looks at every ``conf/**/*.yml``/``*.yaml`` (catalog ``type:`` values; file
+    stores in ``mlflow*.yml``) and every ``*.py`` under ``src/`` (imports,
+    ``DISABLE_HOOKS_FOR_PLUGINS``).
 
     Args:
         project_path: The Kedro project root.
@@ -193,7 +242,10 @@ def migrate_project(project_path: Path, *, write: bool = False) -> list[FileMigr
     """
     root = Path(project_path)
     candidates = [
-        (path, migrate_catalog)
+        (
+            path,
+            migrate_mlflow_yml if path.name.startswith("mlflow") else migrate_catalog,
+        )
         for pattern in ("*.yml", "*.yaml")
         for path in (root / "conf").rglob(pattern)
     ]

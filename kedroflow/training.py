@@ -2,10 +2,13 @@
 
 Kedro hooks get a plain ``Pipeline``: the ``PipelineML`` bindings are found again in
 the project's pipeline registry by the run's pipeline names. Each binding whose
-artifacts all exist is logged as a pipeline model linked to the run
-(:func:`kedroflow.packaging.log_pipeline_model`); otherwise a WARNING says which
-artifacts are missing, why, and how to log the model later. A run whose model could
-not be logged fails before it trains (:func:`check_training_models`).
+artifacts all exist, and that the run trained, is logged as a pipeline model linked to
+the run (:func:`kedroflow.packaging.log_pipeline_model`); otherwise a WARNING says
+which artifacts are missing or that nothing was trained, and what to do. A run that
+trains a model which could not be logged fails before it trains
+(:func:`check_training_models`); a run that trains none of its artifacts (Kedro's
+``--to-outputs=X_test,y_test``, ``--from-nodes=evaluate_model_node``) runs, and logs
+no model.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ def check_training_models(
 
     produced = pipeline.all_outputs()
     for name, ml in find_pipeline_ml(registry, pipeline_names, pipeline):
+        if not _trains(ml, produced):
+            continue  # no new model: nothing to check, nothing will be logged
         missing = _missing_artifacts(ml, catalog, produced, run_params, before_run=True)
         if missing:
             raise ModelError(_no_model(name, ml, missing))
@@ -71,16 +76,19 @@ def log_training_model(
     client: MlflowClient | None = None,
     redact: Iterable[str] = (),
     secrets: Secrets | None = None,
+    log_untrained: bool = False,
 ) -> list[tuple[PipelineML, Any]]:
     """Log the inference pipeline bound to the training pipeline that just ran.
 
     ``redact`` and ``secrets`` (the run's) keep secret parameters out of the model.
 
-    A binding is logged when the run executed some of its training nodes and every
-    artifact of its inference pipeline was produced by the run or can be loaded from
-    storage. ``run_params`` (normalised) name the run's filters in messages. The alias
-    is not moved here: the promotion gate does it (:mod:`kedroflow.governance`).
-    Returns each binding logged with its ``ModelInfo``.
+    A binding is logged when the run executed some of its training nodes, trained at
+    least one artifact of its inference pipeline, and every other artifact can be
+    loaded from storage. ``run_params`` (normalised) name the run's filters in
+    messages. With ``log_untrained`` (``tracking.pipeline_model.log_untrained``) a run
+    that trained none of them logs the model too, never registered: it is no new
+    model. The alias is not moved here: the promotion gate does it
+    (:mod:`kedroflow.governance`). Returns each binding logged with its ``ModelInfo``.
     """
     from kedro.framework.project import pipelines as registry
 
@@ -95,6 +103,10 @@ def log_training_model(
         if missing:
             logger.warning(_no_model(name, ml, missing))
             continue
+        if not _trains(ml, produced) and not _log_untrained(
+            name, ml, run_params, log_untrained
+        ):
+            continue
         reused = sorted(ml.artifact_names - produced)
         if reused:
             logger.info(
@@ -104,10 +116,11 @@ def log_training_model(
         # MLflow's model code (mlflow.pyfunc) is imported by runs that log a model only
         from kedroflow.packaging import log_pipeline_model
 
+        unregistered = () if _trains(ml, produced) else ("registered_model_name",)
         kwargs = {
             k: v
             for k, v in ml.log_model_kwargs.items()
-            if k not in ("registered_model_alias", "promote_if")
+            if k not in ("registered_model_alias", "promote_if", *unregistered)
         }
         info = log_pipeline_model(
             ml.inference, catalog, input_name=ml.input_name,
@@ -142,17 +155,39 @@ def _missing_artifacts(
             continue
         producers = [n.name for n in ml.nodes if artifact in n.outputs]
         missing[artifact] = (
-            "produced by this run but not kept (a MemoryDataset released after "
+            "was produced by this run but not kept (a MemoryDataset released after "
             "its last use: persist it in catalog.yml)"
             if artifact in produced
-            else f"its training node(s) {producers} did not run ({_filters(run_params)})"
-            " and it is not in storage from an earlier run"
+            else f"is missing: its training node(s) {producers} did not run "
+            f"({_filters(run_params)}) and no earlier run stored it"
         )
     return missing
 
 
+def _trains(ml: PipelineML, produced: set[str]) -> bool:
+    """Whether the run trains the model: it produces one of the artifacts the training
+    pipeline makes (those it only reads do not count), or there is none to make."""
+    trainable = ml.artifact_names & ml.all_outputs()
+    return not trainable or bool(trainable & produced)
+
+
+def _log_untrained(
+    name: str, ml: PipelineML, run_params: Mapping[str, Any], log_untrained: bool
+) -> bool:
+    """A run that trained none of the artifacts has no new model: log it only if asked."""
+    if not log_untrained:
+        logger.warning(
+            "kedroflow: no model logged for PipelineML '%s': this run trained none "
+            "of its artifacts %s (%s), so it has no new model. To log it anyway "
+            "(never registered), set tracking.pipeline_model.log_untrained: true in "
+            "mlflow.yml.", name, sorted(ml.artifact_names & ml.all_outputs()),
+            _filters(run_params),
+        )  # fmt: skip
+    return log_untrained
+
+
 def _no_model(name: str, ml: PipelineML, missing: Mapping[str, str]) -> str:
-    reasons = "; ".join(f"'{a}' is {why}" for a, why in missing.items())
+    reasons = "; ".join(f"'{a}' {why}" for a, why in missing.items())
     return (
         f"kedroflow: no model logged for PipelineML '{name}': {reasons}. Run the whole "
         "training pipeline, or log the model later with `kedro mlflow modelify "

@@ -268,7 +268,7 @@ class TestCompatibility:
         assert result.returncode != 0
         out = result.stdout + result.stderr
         assert "no model logged for PipelineML 'training'" in out
-        assert "'model' is produced by this run but not kept" in out
+        assert "'model' was produced by this run but not kept" in out
         assert "Running node: fit_encoder" not in out  # nothing trained
         assert not (project.path / "data" / "encoder.pkl").exists()
 

@@ -239,7 +239,7 @@ class TestTrainingRunLogsTheModel:
             project.run(pipeline_names=["training"], tags=["prep"])
         message = str(raised.value)  # what the end of the run used to warn
         assert "no model logged for PipelineML 'training'" in message
-        assert "'model' is" in message and "['train'] did not run" in message
+        assert "'model' is missing" in message and "['train'] did not run" in message
         assert "--tags prep" in message
         assert not (project.path / "data" / "encoder.pkl").exists()  # nothing ran
         assert project.runs() == []  # no MLflow run either
@@ -264,6 +264,32 @@ class TestRegistry:
         set_uri(project)
         model = mlflow.pyfunc.load_model("models:/scorer@champion")
         assert model.predict(INSTANCES.head(2))["pred"].tolist() == [0, 0]
+
+    def test_run_training_no_artifact_registers_nothing(
+        self, kedro_project: Any
+    ) -> None:
+        project = setup_project(
+            kedro_project,
+            {"registered_model_name": "scorer", "registered_model_alias": "champion"},
+        )
+        project.run(pipeline_names=["training"])
+        # `featurize` only: both artifacts come from storage, nothing new was trained
+        project.run(pipeline_names=["training"], node_names=["featurize"])
+        assert len(logged_models(project)) == 1
+        project.write(
+            "conf/local/mlflow.yml",
+            "tracking:\n  pipeline_model:\n    log_untrained: true\n",
+        )
+        project.run(pipeline_names=["training"], node_names=["featurize"])
+        models = logged_models(project)
+        assert len(models) == 2  # asked for: logged, but no new version
+        client = project.client()
+        versions = client.search_model_versions("name = 'scorer'")
+        assert [int(v.version) for v in versions] == [1]
+        champion = client.get_model_version_by_alias("scorer", "champion")
+        assert champion.run_id == project.runs()[0].info.run_id
+        last = project.runs()[-1].info.run_id
+        assert [m.source_run_id for m in models].count(last) == 1
 
 
 class TestCli:
