@@ -245,8 +245,7 @@ def modelify(  # noqa: PLR0917
 
     from kedroflow.packaging import log_pipeline_model
     from kedroflow.provenance import git_info
-    from kedroflow.secrets import Secrets
-    from kedroflow.stores import project_credentials
+    from kedroflow.secrets import Secrets, project_credentials
     from kedroflow.tracking import command_run
 
     if pipeline_name not in pipelines:

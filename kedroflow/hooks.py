@@ -27,10 +27,14 @@ from kedroflow.config import (
     tracking_disabled_by_env,
 )
 from kedroflow.fluent import SessionEnv, configure_session
+from kedroflow.logs import follow_kedro_logging
 from kedroflow.provenance import pipeline_names
 from kedroflow.run_names import register_resolvers
+from kedroflow.secrets import project_credentials
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
+
     from kedro.framework.context import KedroContext
     from kedro.io import CatalogProtocol
     from kedro.pipeline import Node, Pipeline
@@ -57,26 +61,40 @@ class MlflowHook:
 
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
+        from kedro.framework.project import LOGGING
+
+        follow_kedro_logging(LOGGING)
         register_resolvers()
         self._config = load_config(context.config_loader, _package_name())
         self._context = context
-        credentials: dict[str, Any] = {}
-        if self._config.server.credentials:
-            try:
-                credentials = dict(context.config_loader["credentials"])
-            except Exception:  # noqa: S110 - the run reports a missing entry clearly
-                pass
+        # a missing credentials entry is reported clearly when the run starts
+        server_credentials = self._config.server.credentials
+        credentials = project_credentials(context) if server_credentials else {}
         self._session_env = configure_session(
             self._config, Path(context.project_path), credentials, self._session_env
         )
 
-    @hook_impl
+    @hook_impl(wrapper=True)
     def before_pipeline_run(
         self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
-    ) -> None:
+    ) -> Generator[None, Any, Any]:
+        """Open the run before the other plugins' and the project's hooks: they run
+        inside it, and one that fails ends it FAILED with its error, as a node would."""
+        key = self._open_run(run_params, pipeline, catalog)
+        try:
+            return (yield)
+        except BaseException as error:
+            if key is not None and self._owns({"run_id": key}):
+                self._end_run("FAILED", error)
+            raise
+
+    def _open_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
+    ) -> str | None:
+        """Open the MLflow run of this ``kedro run``; its Kedro run id, or None."""
         config, context = self._config, self._context
         if config is None or context is None:
-            return  # a runner used outside a KedroSession: nothing to track
+            return None  # a runner used outside a KedroSession: nothing to track
         run_params = normalize_run_params(run_params)
         names = pipeline_names(run_params)
         if tracking_disabled_by_env() or config.is_pipeline_disabled(names):
@@ -85,8 +103,9 @@ class MlflowHook:
                 "kedroflow: tracking is off for pipeline(s) %s", "+".join(names)
             )
             os.environ[TRACKING_OFF_ENV] = "1"
-            return
-        from kedroflow import io, observer, provenance, shared_runs, stores, tracking
+            return None
+        credentials = project_credentials(context)  # before MLflow's import
+        from kedroflow import io, observer, provenance, shared_runs, tracking
         from kedroflow.secrets import redacted_values
         from kedroflow.training import check_training_models
 
@@ -102,7 +121,7 @@ class MlflowHook:
                 project_path=project_path,
                 run_name=config.tracking.run.name or "+".join(names),
                 tags={**git_tags, **tags},
-                credentials=stores.project_credentials(context),
+                credentials=credentials,
                 context=context,
                 secrets=redacted_values(context.params, config.tracking.params.redact),
                 part=shared_runs.part_id(node.name for node in pipeline.nodes),
@@ -134,6 +153,7 @@ class MlflowHook:
             config.tracking.experiment.name,
             run.stores.display_uri,
         )
+        return str(run_params.get("run_id"))
 
     @hook_impl
     def after_pipeline_run(
@@ -310,11 +330,13 @@ class MlflowHook:
         if training and run.outbox is not None:
             # the model, its gate and card read the run's metrics: send them first
             run.outbox.flush_metrics()
+        config = self._config
         logged = log_training_model(
             names, run_params, pipeline, catalog, run_id=run.run_id,
             client=run.stores.client,
             redact=self._config.tracking.params.redact if self._config else (),
             secrets=run.secrets,
+            log_untrained=bool(config and config.tracking.pipeline_model.log_untrained),
         )  # fmt: skip
         for ml, info in logged:
             govern_model(

@@ -294,3 +294,15 @@ def scrub_record(record: logging.LogRecord, secrets: Secrets) -> None:
         if cleaned != text:
             record.msg, record.args = f"{clean}\n{cleaned.rstrip()}", None
             record.exc_info, record.exc_text = None, None
+
+
+def project_credentials(context: Any) -> dict[str, Any]:
+    """The project's ``credentials.yml`` (empty when there is none).
+
+    Read before MLflow is imported in a ``kedro run``: importing it resets Python's
+    warning registry, and Kedro's config loader would repeat its warnings.
+    """
+    try:
+        return dict(context.config_loader["credentials"])
+    except Exception:
+        return {}

@@ -29,7 +29,7 @@ from mlflow.tracking import MlflowClient
 from kedroflow.config import OFFLINE_STORE
 from kedroflow.errors import TrackingError
 from kedroflow.params import Limits, sanitize_key
-from kedroflow.secrets import mask_uri, strip_userinfo
+from kedroflow.secrets import mask_uri, project_credentials, strip_userinfo
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
@@ -367,11 +367,3 @@ def command_stores(
         yield CommandStores(stores, str(found))
     finally:
         saved.restore()
-
-
-def project_credentials(context: Any) -> dict[str, Any]:
-    """The project's ``credentials.yml`` (empty when there is none)."""
-    try:
-        return dict(context.config_loader["credentials"])
-    except Exception:
-        return {}
