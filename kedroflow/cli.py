@@ -60,19 +60,29 @@ def init(metadata: ProjectMetadata, env: str, force: bool, silent: bool) -> None
         )
     template = resources.files("kedroflow").joinpath("templates/mlflow.yml").read_text()
     target.write_text(template.replace("{{ experiment_name }}", metadata.package_name))
+    from kedroflow.local_store import ignore_stores
+
+    ignored = ignore_stores(metadata.project_path)
     if not silent:
         click.secho(
             f"'{target.relative_to(metadata.project_path)}' written.", fg="green"
         )
+        if ignored:
+            click.echo(f"Added {', '.join(ignored)} to .gitignore.")
 
 
 @mlflow_commands.command(name="ui")
 @env
 @click.option("--port", "-p", type=int, default=None, help="Port (default: ui.port).")
 @click.option("--host", "-h", default=None, help="Host (default: ui.host).")
+@click.option("--workers", "-w", type=click.IntRange(1), default=1, show_default=True, help="Server worker processes (MLflow's default: 4).")  # fmt: skip
+@click.option("--job-runner/--no-job-runner", default=False, show_default=True, help="Start MLflow's background job runner too.")  # fmt: skip
 @click.pass_obj
-def ui(metadata: ProjectMetadata, env: str, port: int | None, host: str | None) -> None:
-    """Open the MLflow UI on the project's tracking store."""
+def ui(  # noqa: PLR0917
+    metadata: ProjectMetadata, env: str, port: int | None, host: str | None,
+    workers: int, job_runner: bool,
+) -> None:  # fmt: skip
+    """Open the MLflow UI on the project's tracking store (kedroflow.local_store)."""
     config = load_project_config(metadata, env)
     uri = config.tracking_uri(metadata.project_path)
     host = host or config.ui.host
@@ -88,17 +98,15 @@ def ui(metadata: ProjectMetadata, env: str, port: int | None, host: str | None) 
             "The tracking URI is Databricks: open the Experiments page of your "
             "workspace instead of `kedro mlflow ui`."
         )
-    command = [
-        sys.executable, "-m", "mlflow", "ui",
-        "--backend-store-uri", uri, "--host", host, "--port", str(port),
-    ]  # fmt: skip
+    from kedroflow.local_store import JOB_RUNNER_ENV, ui_command
+
     registry = config.registry_uri(metadata.project_path)
-    if registry:
-        command += ["--registry-store-uri", registry]
+    command = ui_command(uri, registry, host=host, port=port, workers=workers)
     click.echo(
         f"MLflow UI on http://{host}:{port} for {mask_uri(uri)} (Ctrl-C to stop)"
     )
     sys.stdout.flush()
+    os.environ[JOB_RUNNER_ENV] = str(job_runner).lower()
     os.chdir(metadata.project_path)
     try:
         # exec: `mlflow ui` takes this process's place, so Ctrl-C and SIGTERM reach it

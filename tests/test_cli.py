@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def group_processes(pgid: int) -> list[str]:
+    """Command lines of the live processes of process group ``pgid`` (Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if entry.name.isdigit() and int(stat[2]) == pgid and stat[0] != "Z":
+                found.append((entry / "cmdline").read_text().replace("\0", " "))
+        except (OSError, IndexError):
+            continue
+    return found
 
 
 class TestInit:
@@ -41,6 +55,21 @@ class TestInit:
         assert target.read_text() == "ui:\n  port: 5001\n"
         kedro_project.kedro("mlflow", "init", "--force", "--env", "local")
         assert "experiment:" in target.read_text()
+
+    def test_adds_the_mlflow_stores_to_gitignore_once(self, kedro_project: Any) -> None:
+        gitignore = kedro_project.path / ".gitignore"
+        before = gitignore.read_text()  # Kedro's template writes one
+        result = kedro_project.kedro("mlflow", "init")
+        assert "Added mlflow.db, mlartifacts/, mlflow-offline/ to .gitignore" in (
+            result.stdout
+        )
+        text = gitignore.read_text()
+        assert text.startswith(before)
+        assert {"mlflow.db", "mlartifacts/", "mlflow-offline/"} <= set(
+            text.splitlines()
+        )
+        kedro_project.kedro("mlflow", "init", "--force")
+        assert gitignore.read_text() == text
 
     def test_unknown_env_fails_with_the_choices(self, kedro_project: Any) -> None:
         result = kedro_project.kedro("mlflow", "init", "--env", "prod", check=False)
@@ -108,6 +137,10 @@ class TestUi:
                 except OSError:
                     time.sleep(0.5)
             assert '"name":"Default"' in body.replace(" ", ""), body
+            time.sleep(3)  # MLflow starts its job runner after the server answers
+            # `mlflow ui` and its one server worker (gunicorn's master too on MLflow
+            # 3.0); MLflow's defaults: four workers and the job runner's, 6 to 15
+            assert len(group_processes(process.pid)) <= 3
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.communicate(timeout=30)
@@ -170,6 +203,6 @@ class TestMigrate:
         kedro_project.kedro("mlflow", "migrate", "--write")
         assert "type: kedroflow.MlflowMetricDataset" in catalog.read_text()
         nodes = (kedro_project.path / "src/fake_project/nodes.py").read_text()
-        assert "from kedroflow import pipeline_ml_factory" in nodes
+        assert "from kedroflow import pipeline_ml_factory  # noqa: F401\n" in nodes
         kedro_project.kedro("run")
         assert kedro_project.only_run().data.metrics == {"score": 3.0}
