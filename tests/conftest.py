@@ -23,6 +23,8 @@ import pytest
 
 PACKAGE = "fake_project"
 BIN = Path(sys.executable).parent
+#: A Kedro project that tests/test_spaceflights.py copies and runs, not test code.
+collect_ignore = ["spaceflights"]
 
 
 @pytest.fixture
