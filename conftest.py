@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -106,7 +107,7 @@ _BASELINE_ENV = {name: os.environ.get(name) for name in _MLFLOW_ENV}
 def _reset_mlflow_state() -> None:
     import mlflow
 
-    from kedroflow import tracking
+    from kedroflow import logs, tracking
 
     while mlflow.active_run() is not None:
         mlflow.end_run()
@@ -120,6 +121,12 @@ def _reset_mlflow_state() -> None:
             os.environ[name] = value
     mlflow.set_tracking_uri(_BASELINE_ENV["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]
     mlflow.set_registry_uri(_BASELINE_ENV["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+    # a kedro session gives kedroflow's logger Kedro's level (kedroflow.logs): a
+    # doctest after it would print the INFO lines
+    logger = logging.getLogger(logs.LOGGER)
+    logger.setLevel(logging.NOTSET)
+    for handler in [h for h in logger.handlers if isinstance(h, logs.KedroHandlers)]:
+        logger.removeHandler(handler)
 
 
 @contextmanager
