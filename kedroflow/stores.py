@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from kedroflow.config import OFFLINE_STORE
 from kedroflow.errors import TrackingError
+from kedroflow.locks import file_lock
 from kedroflow.params import Limits, sanitize_key
 from kedroflow.secrets import mask_uri, project_credentials, strip_userinfo
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Tag of a run tracked offline: the (masked) server URI it was meant for.
+#: Tag of a run tracked offline: the server URI it was meant for, without user-info.
 OFFLINE_FOR_TAG = "kedroflow.offline_for"
 _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 #: mlflow.yml server key -> MLflow's environment variable.
@@ -69,7 +70,8 @@ def limits() -> Limits:
 class Stores:
     """The tracking and registry stores a run uses, and a client on them.
 
-    ``offline_for`` is the (masked) URI of the server an offline store stands in for.
+    ``offline_for`` is the URI of the server an offline store stands in for, without
+    user-info (so no password is stored): ``kedro mlflow sync`` uploads there.
     """
 
     tracking_uri: str
@@ -120,11 +122,13 @@ def offline_store(project_path: Path) -> Path:
 
 
 def offline_stores(project_path: Path, server: Stores) -> Stores:
-    """The local offline stores standing in for ``server`` (folder created)."""
+    """The local offline stores standing in for ``server`` (created if need be)."""
     database = offline_store(project_path)
-    database.parent.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{database.as_posix()}"
-    return Stores(uri, uri, offline_for=server.display_uri)
+    # runs going offline at once would all create MLflow's tables: one at a time
+    with file_lock(database.parent / "init.lock", timeout=120):
+        _client(uri, uri).search_experiments(max_results=1)
+    return Stores(uri, uri, offline_for=strip_userinfo(server.tracking_uri))
 
 
 # ------------------------------------------------------------------ environment
@@ -354,10 +358,10 @@ def command_stores(
     current one. On exit the URIs and environment variables are restored; the
     experiment stays MLflow's current one, as after ``mlflow.set_experiment``.
     """
-    credentials = project_credentials(context) if context is not None else None
-    saved = save_environment(config, credentials, "MLFLOW_EXPERIMENT_ID")
-    try:
-        stores = configure(config, project_path, credentials, context)
+    with configured(
+        config, project_path=project_path, context=context,
+        extra_env=("MLFLOW_EXPERIMENT_ID",),
+    ) as stores:  # fmt: skip
         found = (
             stores.client.get_run(run_id).info.experiment_id
             if run_id
@@ -365,5 +369,24 @@ def command_stores(
         )
         mlflow.set_experiment(experiment_id=found)
         yield CommandStores(stores, str(found))
+
+
+@contextlib.contextmanager
+def configured(
+    config: KedroflowConfig,
+    *,
+    project_path: Path,
+    context: Any = None,
+    extra_env: tuple[str, ...] = (),
+) -> Iterator[Stores]:
+    """MLflow's client set up as ``mlflow.yml`` says (:func:`configure`), for the block.
+
+    The environment (and ``extra_env``, variables the block changes) is restored on
+    exit, whatever happens in the block.
+    """
+    credentials = project_credentials(context) if context is not None else None
+    saved = save_environment(config, credentials, *extra_env)
+    try:
+        yield configure(config, project_path, credentials, context)
     finally:
         saved.restore()

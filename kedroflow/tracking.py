@@ -32,6 +32,7 @@ from kedroflow.config import TRACKING_OFF_ENV, WORKER_RUN_ENV
 from kedroflow.errors import TrackingError
 from kedroflow.interrupts import ExitGuard
 from kedroflow.outbox import Outbox, undelivered_error
+from kedroflow.owner import owner_tags
 from kedroflow.params import clip, prepare_params
 from kedroflow.secrets import LogScrubber, Secrets, scrub_exception
 from kedroflow.stores import Stores, limits
@@ -374,7 +375,8 @@ class _Opening:
             offline.tracking_uri,
         )
         offline.activate()
-        tags = {**tags, stores_.OFFLINE_FOR_TAG: offline.offline_for}
+        # what `kedro mlflow sync` needs: the server meant, and whether we still run
+        tags = {**tags, stores_.OFFLINE_FOR_TAG: offline.offline_for, **owner_tags()}
         return self.open(offline, run_name, tags)
 
     def open(self, stores: Stores, run_name: str, tags: dict[str, Any]) -> _OpenRun:
