@@ -6,6 +6,8 @@ imports nothing heavy: MLflow and the project are loaded inside the command bodi
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import sys
 from importlib import resources
@@ -33,6 +35,11 @@ DEFAULT_ENV = "local"
 #: ``kedro mlflow init`` writes (Kedro's default is None: its default run env).
 env: Callable[[Callable[..., Any]], Callable[..., Any]] = env_option(
     default=DEFAULT_ENV, show_default=True
+)
+#: ``kedro mlflow sync --env``: no default, each run goes where it was tracked.
+override_env: Callable[[Callable[..., Any]], Callable[..., Any]] = env_option(
+    help="Upload every run to this environment's server (default: each run to the "
+    "server and with the settings of the environment it was tracked with)."
 )
 
 
@@ -116,35 +123,71 @@ def ui(  # noqa: PLR0917
 
 
 @mlflow_commands.command(name="sync")
-@env
+@override_env
+@click.option(
+    "--lock-timeout",
+    type=float,
+    default=60,
+    show_default=True,
+    help="Seconds to wait for another sync of this project to end.",
+)
 @click.pass_obj
-def sync(metadata: ProjectMetadata, env: str) -> None:
-    """Upload runs tracked offline (server unreachable) to the tracking server."""
-    config = load_project_config(metadata, env)
+def sync(metadata: ProjectMetadata, env: str | None, lock_timeout: float) -> None:
+    """Upload runs tracked offline (server unreachable) to their tracking server."""
+    from kedroflow.errors import KedroflowError
     from kedroflow.offline import sync_offline_runs
-    from kedroflow.stores import Stores, offline_store
+    from kedroflow.stores import offline_store
 
     store = offline_store(metadata.project_path)
     if not store.exists():
         click.echo(f"Nothing to upload: no offline store at {store}.")
         return
-    target = Stores.from_config(config, metadata.project_path)
-    try:
-        synced = sync_offline_runs(
-            f"sqlite:///{store.as_posix()}", target.tracking_uri, target.registry_uri
-        )
-    except Exception as exc:
-        raise KedroflowCliError(
-            f"Upload to {target.display_uri} failed: {mask_uri(str(exc))}. Check that "
-            "the server is "
-            "up; runs already uploaded are tagged and will not be uploaded twice."
-        ) from exc
-    for run in synced:
+    if env is not None:
+        env_dir(metadata, env)  # a wrong --env fails before anything is read
+    with contextlib.ExitStack() as sessions:
+        try:
+            report = sync_offline_runs(
+                metadata.project_path,
+                functools.partial(_env_settings, metadata, sessions),
+                env=env,
+                lock_timeout=lock_timeout,
+            )
+        except KedroflowError as exc:
+            raise KedroflowCliError(str(exc)) from None
+    for run, where in report.uploaded:
         click.echo(
-            f"offline run {run.offline_run_id} -> run {run.run_id} in experiment "
-            f"'{run.experiment}' ({run.models} model(s))"
+            f"offline run {run.offline_run_id} -> run {run.run_id} ({run.status}) in "
+            f"experiment '{run.experiment}' at {where} ({run.models} model(s))"
+            + (", interrupted upload completed" if run.resumed else "")
         )
-    click.echo(f"{len(synced)} run(s) uploaded to {target.display_uri}.")
+    for line in report.waiting + report.errors:
+        click.echo(line)
+    click.echo(f"{len(report.uploaded)} run(s) uploaded.")
+    if report.errors:
+        raise KedroflowCliError(
+            "Check that the server is up and run `kedro mlflow sync` again: a run "
+            "partly uploaded is completed, never uploaded twice."
+        )
+
+
+def _env_settings(
+    metadata: ProjectMetadata, sessions: contextlib.ExitStack, env: str | None
+) -> Any:
+    """A Kedro environment's ``mlflow.yml`` and context (its credentials.yml)."""
+    from kedro.framework.session import KedroSession
+
+    from kedroflow.errors import ConfigError
+    from kedroflow.offline import EnvSettings
+
+    name = env or DEFAULT_ENV
+    try:
+        config = load_project_config(metadata, name)
+    except KedroflowCliError as exc:
+        raise ConfigError(exc.message) from None
+    session = sessions.enter_context(
+        KedroSession.create(project_path=metadata.project_path, env=name)
+    )
+    return EnvSettings(name, config, session.load_context())  # type: ignore[attr-defined]
 
 
 @mlflow_commands.command(name="close")

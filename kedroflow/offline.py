@@ -1,146 +1,243 @@
-"""Upload runs kept in the local offline store to the real tracking server.
+"""Upload runs kept in the local offline store to their tracking server, exactly once.
 
 With ``server.on_tracking_error: continue``, a ``kedro run`` that cannot reach its
-tracking server tracks into ``<project>/mlflow-offline/`` instead. ``kedro mlflow
-sync`` calls :func:`sync_offline_runs` to replay each such run on the server: name,
-tags, parameters, full metric histories, artifacts, dataset inputs, logged models and
-status. Each offline run is tagged with the id it got on the server, so syncing twice
-uploads nothing twice.
+tracking server tracks into ``<project>/mlflow-offline/`` instead, and records the server
+it was meant for (without user-info), its Kedro environment and its own process
+(:mod:`kedroflow.owner`). ``kedro mlflow sync`` calls :func:`sync_offline_runs`, which:
+
+* holds a lock file in the offline store, so two syncs of one project never upload at
+  the same time (the second waits, bounded, then stops with a message);
+* reads every experiment and run of the offline store, page by page;
+* uploads only runs that have ended, or were abandoned: still RUNNING although their
+  process is gone from this host (SIGKILL, out of memory); those are ended KILLED
+  first. A run whose process still runs, or cannot be checked, is left for later;
+* sends each run to the server it was tracked for, with the credentials, timeouts and
+  header provider of the environment it was tracked with (``--env`` overrides both);
+* records the mapping offline run -> server run before uploading anything, so a sync
+  that is interrupted (killed, server down) resumes the same server run next time, and
+  uploads only what that run lacks: one server run per offline run.
+
+The per-run upload is in :mod:`kedroflow.replay`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from mlflow.entities import Metric
-from mlflow.entities.logged_model_status import LoggedModelStatus
+from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from kedroflow.stores import OFFLINE_FOR_TAG
+from kedroflow import owner, replay
+from kedroflow.errors import KedroflowError
+from kedroflow.locks import LockTimeout, file_lock
+from kedroflow.secrets import mask_uri, strip_userinfo
+from kedroflow.stores import OFFLINE_FOR_TAG, Stores, configured, offline_store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from mlflow.entities import Run
+
+    from kedroflow.config import KedroflowConfig
 
 logger = logging.getLogger(__name__)
 
-SYNCED_TAG = "kedroflow.synced_to"
+LOCK_FILE = "sync.lock"
+_ENDED = {"FINISHED", "FAILED", "KILLED"}
 
 
 @dataclass(frozen=True)
-class SyncedRun:
-    """One offline run and the id it got on the server."""
+class EnvSettings:
+    """One Kedro environment's MLflow settings, as a sync needs them."""
 
-    offline_run_id: str
-    run_id: str
-    experiment: str
-    models: int
+    name: str
+    config: KedroflowConfig
+    context: Any = None  # its KedroContext: credentials.yml, header provider context
+
+
+@dataclass
+class SyncReport:
+    """What a sync did: runs uploaded, runs left for later, targets that failed."""
+
+    #: each run uploaded, with the (masked) URI of its server
+    uploaded: list[tuple[replay.SyncedRun, str]] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # one line per run left
+    errors: list[str] = field(default_factory=list)  # one line per failed target
 
 
 def sync_offline_runs(
-    offline_uri: str, tracking_uri: str, registry_uri: str | None = None
-) -> list[SyncedRun]:
-    """Replay every not yet synced offline run on ``tracking_uri``."""
-    source = MlflowClient(tracking_uri=offline_uri, registry_uri=offline_uri)
-    target = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
-    synced: list[SyncedRun] = []
-    for experiment in source.search_experiments():
-        runs = source.search_runs(
-            [experiment.experiment_id], order_by=["attributes.start_time ASC"]
-        )
-        for run in runs:
-            tags = run.data.tags
-            if OFFLINE_FOR_TAG not in tags or SYNCED_TAG in tags:
-                continue
-            synced.append(_sync_run(source, target, experiment.name, run))
-    return synced
+    project_path: Path,
+    resolve: Callable[[str | None], EnvSettings],
+    *,
+    env: str | None = None,
+    lock_timeout: float = 60,
+) -> SyncReport:
+    """Upload every ended or abandoned, not yet uploaded run of the offline store.
+
+    ``resolve`` gives a Kedro environment's settings by name (None: the default
+    environment); ``env`` sends every run to that environment's server instead of
+    the one each run was tracked for.
+    """
+    report = SyncReport()
+    store = offline_store(project_path)
+    with sync_lock(store.parent / LOCK_FILE, lock_timeout):
+        uri = f"sqlite:///{store.as_posix()}"
+        source = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        groups: dict[tuple[str | None, str], list[tuple[str, Run]]] = {}
+        for experiment, run in _runs_to_upload(source, report):
+            key = (env, "") if env else (run.data.tags.get("kedro.env"), _target(run))
+            groups.setdefault(key, []).append((experiment, run))
+        settings: dict[str | None, EnvSettings] = {}
+        # one environment after the other: loading a Kedro context exports that
+        # environment's credentials for the session (kedroflow.fluent)
+        for (env_name, recorded), runs in sorted(
+            groups.items(), key=lambda item: (str(item[0][0]), item[0][1])
+        ):
+            try:
+                if env_name not in settings:
+                    settings[env_name] = resolve(env_name)
+                _upload_group(
+                    source=source,
+                    settings=settings[env_name],
+                    recorded=recorded,
+                    runs=runs,
+                    project_path=project_path,
+                    report=report,
+                )
+            except (KedroflowError, MlflowException, OSError) as exc:
+                where = mask_uri(recorded) if recorded else f"env {env_name}"
+                report.errors.append(f"Upload to {where} failed: {mask_uri(str(exc))}")
+    return report
 
 
-def _sync_run(
-    source: MlflowClient, target: MlflowClient, experiment: str, run: object
-) -> SyncedRun:
-    info, data = run.info, run.data  # type: ignore[attr-defined]
-    found = target.get_experiment_by_name(experiment)
-    experiment_id = (
-        found.experiment_id if found else target.create_experiment(experiment)
-    )
-    tags = {k: v for k, v in data.tags.items() if not k.startswith("mlflow.")}
-    tags["kedroflow.synced_from"] = info.run_id
-    created = target.create_run(
-        experiment_id, start_time=info.start_time, tags=tags, run_name=info.run_name
-    )
-    run_id = created.info.run_id
-    from mlflow.entities import Param
-
-    metrics = [
-        Metric(m.key, m.value, m.timestamp, m.step)
-        for key in data.metrics
-        for m in source.get_metric_history(info.run_id, key)
-    ]
-    target.log_batch(
-        run_id, metrics=metrics, params=[Param(k, v) for k, v in data.params.items()]
-    )
-    inputs = getattr(run, "inputs", None)
-    if inputs is not None and inputs.dataset_inputs:
-        target.log_inputs(run_id, datasets=list(inputs.dataset_inputs))
-    with tempfile.TemporaryDirectory() as tmp:
-        if source.list_artifacts(info.run_id):
-            local = source.download_artifacts(info.run_id, "", dst_path=tmp)
-            target.log_artifacts(run_id, local)
-        models = _sync_models(
-            source=source,
-            target=target,
-            info=info,
-            experiment_id=experiment_id,
-            run_id=run_id,
-            tmp=Path(tmp),
-        )
-    target.set_terminated(run_id, info.status, end_time=info.end_time)
-    source.set_tag(info.run_id, SYNCED_TAG, run_id)
-    logger.info("kedroflow: offline run %s uploaded as %s", info.run_id, run_id)
-    return SyncedRun(info.run_id, run_id, experiment, models)
-
-
-def _sync_models(
+def _upload_group(
     *,
     source: MlflowClient,
-    target: MlflowClient,
-    info: object,
-    experiment_id: str,
-    run_id: str,
-    tmp: Path,
-) -> int:
-    source_run = info.run_id  # type: ignore[attr-defined]
-    try:
-        models = source.search_logged_models(
-            experiment_ids=[info.experiment_id],  # type: ignore[attr-defined]
-            filter_string=f"source_run_id = '{source_run}'",
+    settings: EnvSettings,
+    recorded: str,
+    runs: list[tuple[str, Run]],
+    project_path: Path,
+    report: SyncReport,
+) -> None:
+    """Upload runs meant for one server, with the settings of their environment."""
+    config = settings.config
+    uri = target_uri(recorded, settings.name, config, project_path)
+    own = Stores.from_config(config, project_path)
+    target = Stores(uri, own.registry_uri if uri == own.tracking_uri else None)
+    with configured(config, project_path=project_path, context=settings.context):
+        for experiment, run in runs:
+            synced = replay.upload_run(source, target.client, run, experiment)
+            report.uploaded.append((synced, target.display_uri))
+            logger.info(
+                "kedroflow: offline run %s uploaded as %s to %s",
+                synced.offline_run_id,
+                synced.run_id,
+                target.display_uri,
+            )
+
+
+def target_uri(
+    recorded: str, env: str | None, config: KedroflowConfig, project_path: Path
+) -> str:
+    """The URI to upload to: the one recorded, with the env's user-info if it matches.
+
+    ``recorded`` is empty when ``--env`` overrides: the env's own URI is used then.
+    """
+    own = config.tracking_uri(project_path)
+    if not recorded or recorded in {
+        strip_userinfo(own),
+        mask_uri(own),  # what kedroflow < 0.2 recorded
+    }:
+        return own
+    if "//***@" in recorded:
+        raise KedroflowError(
+            f"these runs were tracked for {recorded}, whose user name and password an "
+            f"older kedroflow masked, and conf/{env}/mlflow.yml now points elsewhere. "
+            "Pass --env with the environment of that server."
         )
-    except MlflowException:  # pragma: no cover - very old MLflow 3 stores
-        return 0
-    for index, model in enumerate(models):
-        copy = target.create_logged_model(
-            experiment_id,
-            name=model.name,
-            source_run_id=run_id,
-            params=model.params or None,
-            tags={
-                k: v
-                for k, v in (model.tags or {}).items()
-                if not k.startswith("mlflow.")
-            },
-            model_type=model.model_type,
-        )
-        local = _download_model(model.artifact_location, tmp / f"model-{index}")
-        target.log_model_artifacts(copy.model_id, str(local))
-        target.finalize_logged_model(copy.model_id, LoggedModelStatus.READY)
-    return len(models)
+    return recorded
 
 
-def _download_model(artifact_location: str, destination: Path) -> Path:
-    from mlflow.artifacts import download_artifacts
+def _target(run: Run) -> str:
+    return str(run.data.tags.get(OFFLINE_FOR_TAG, ""))
 
-    destination.mkdir(parents=True)
-    return Path(
-        download_artifacts(artifact_uri=artifact_location, dst_path=str(destination))
+
+def _runs_to_upload(
+    source: MlflowClient, report: SyncReport
+) -> Iterator[tuple[str, Run]]:
+    """Each offline run to upload now, with its experiment's name, oldest first."""
+    experiments = list(
+        replay.paged(lambda token: source.search_experiments(page_token=token))
     )
+    for experiment in experiments:
+        for run in _all_runs(source, experiment.experiment_id):
+            tags = run.data.tags
+            if OFFLINE_FOR_TAG not in tags or replay.is_uploaded(tags):
+                continue
+            ready = _ended_or_reaped(source, run, report)
+            if ready is not None:
+                yield experiment.name, ready
+
+
+def _all_runs(source: MlflowClient, experiment_id: str) -> Iterator[Run]:
+    return replay.paged(
+        lambda token: source.search_runs(
+            [experiment_id], order_by=["attributes.start_time ASC"], page_token=token
+        )
+    )
+
+
+def _ended_or_reaped(source: MlflowClient, run: Run, report: SyncReport) -> Run | None:
+    """``run`` if it has ended; ended KILLED if its process is gone; else None."""
+    if run.info.status in _ENDED:
+        return run
+    tags, run_id = run.data.tags, run.info.run_id
+    state = owner.owner_state(tags)
+    who = f"pid {tags.get(owner.PID_TAG)} on {tags.get(owner.HOST_TAG)}"
+    if state == "alive":
+        report.waiting.append(
+            f"offline run {run_id} is still running ({who}): not uploaded; sync "
+            "again once it has ended."
+        )
+        return None
+    if state == "unknown":
+        why = (
+            f"it runs on another host ({who})"
+            if tags.get(owner.HOST_TAG) and tags.get(owner.HOST_TAG) != _host()
+            else "its process was not recorded or cannot be checked here"
+        )
+        report.waiting.append(
+            f"offline run {run_id} is {run.info.status} and {why}: not uploaded. "
+            "If it is dead, end it in the offline store (MlflowClient(...)."
+            "set_terminated) and sync again."
+        )
+        return None
+    source.set_tag(
+        run_id, "kedroflow.abandoned", f"its process ({who}) ended without closing it"
+    )
+    source.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+    return source.get_run(run_id)
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+@contextlib.contextmanager
+def sync_lock(path: Path, timeout: float) -> Iterator[None]:
+    """Hold the project's sync lock; wait at most ``timeout`` seconds for it."""
+    try:
+        with file_lock(path, timeout):
+            yield
+    except LockTimeout as exc:
+        raise KedroflowError(
+            f"Another `kedro mlflow sync` ({exc.holder}) is uploading this project's "
+            f"offline runs and still holds {path} after {timeout:g} s. Run `kedro "
+            "mlflow sync` again once it has ended (or pass a longer --lock-timeout)."
+        ) from None

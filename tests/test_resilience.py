@@ -114,11 +114,11 @@ class TestServerDown:
         assert run.info.status == "FINISHED"
         assert mlflow.active_run() is None
 
-        # the server is back (here: another store), upload the offline run
+        # the server has moved (here: to another store): --env sends the runs there
         project.write(
             "conf/local/mlflow.yml", f"server:\n  mlflow_tracking_uri: {tracking_uri}\n"
         )
-        result = project.kedro("mlflow", "sync")
+        result = project.kedro("mlflow", "sync", "--env", "local")
         assert "1 run(s) uploaded" in result.stdout
         target = mlflow.MlflowClient(tracking_uri=tracking_uri)
         (uploaded,) = target.search_runs(
@@ -132,7 +132,7 @@ class TestServerDown:
         )
         assert uploaded.info.status == "FINISHED"
         assert uploaded.info.start_time == run.info.start_time
-        again = project.kedro("mlflow", "sync")
+        again = project.kedro("mlflow", "sync", "--env", "local")
         assert "0 run(s) uploaded" in again.stdout
 
 
