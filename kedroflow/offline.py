@@ -152,14 +152,14 @@ def target_uri(
     own = config.tracking_uri(project_path)
     if not recorded or recorded in {
         strip_userinfo(own),
-        mask_uri(own),  # what kedroflow < 0.2 recorded
+        mask_uri(own),  # what earlier kedroflow versions recorded
     }:
         return own
     if "//***@" in recorded:
         raise KedroflowError(
-            f"these runs were tracked for {recorded}, whose user name and password an "
-            f"older kedroflow masked, and conf/{env}/mlflow.yml now points elsewhere. "
-            "Pass --env with the environment of that server."
+            f"these runs were tracked for {recorded}, whose user name and password "
+            f"an earlier kedroflow masked, and conf/{env}/mlflow.yml now points "
+            "elsewhere. Pass --env with the environment of that server."
         )
     return recorded
 

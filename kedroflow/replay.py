@@ -57,7 +57,7 @@ class SyncedRun:
 def is_uploaded(tags: Mapping[str, str]) -> bool:
     """True once an offline run is completely on its server.
 
-    A mapping without a state was written by kedroflow < 0.2, after the upload.
+    A mapping without a state was written by an earlier kedroflow, after the upload.
     """
     return SYNCED_TAG in tags and tags.get(STATE_TAG, DONE) == DONE
 
