@@ -28,10 +28,11 @@ START_TAG = "kedroflow.owner.start"
 OwnerState = Literal["alive", "gone", "unknown"]
 
 
-def owner_tags() -> dict[str, str]:
-    """Tags naming this process as the owner of a run."""
-    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-    start = _start_time(os.getpid())
+def owner_tags(pid: int | None = None) -> dict[str, str]:
+    """Tags naming this process (or process ``pid`` of this host) as a run's owner."""
+    pid = os.getpid() if pid is None else pid
+    tags = {PID_TAG: str(pid), HOST_TAG: socket.gethostname()}
+    start = _start_time(pid)
     if start is not None:
         tags[START_TAG] = start
     return tags
