@@ -57,8 +57,13 @@ def gate(tmp_path: Path) -> Gate:
 
 
 @pytest.fixture
-def harness_project(kedro_project: Any) -> Any:
-    """A project with the harness's nodes and pipelines, and no ``mlflow.yml`` yet."""
+def harness_project(kedro_project: Any, pipelines_option: str) -> Any:
+    """A project with the harness's nodes and pipelines, and no ``mlflow.yml`` yet.
+
+    ``.experiment`` is the test's own experiment name; ``.pipelines_option`` is how
+    ``kedro run`` selects pipelines with this Kedro (``--pipelines`` or ``--pipeline``).
+    """
+    kedro_project.pipelines_option = pipelines_option
     kedro_project.write("src/fake_project/nodes.py", NODES)
     kedro_project.write_pipelines(REGISTRY)
     kedro_project.write("conf/base/parameters.yml", PARAMETERS)

@@ -23,9 +23,11 @@ The fixtures of ``tests/faults/conftest.py`` wrap this module:
     A ``kedro_project`` (tests/conftest.py) with the nodes of :data:`NODES` and the
     pipelines of :data:`REGISTRY`, tracking into ``server`` with
     ``on_tracking_error: continue`` and an experiment of the test's own
-    (``fault_project.experiment``): ``paused`` (``first`` -> ``pause`` -> ``after``)
-    and ``big`` (``log_many``: ``params:n_files`` artifacts, ``params:n_points``
-    metric points).
+    (``fault_project.experiment``; ``fault_project.pipelines_option`` is
+    ``--pipelines``, or ``--pipeline`` on Kedro < 1.2): ``paused`` (``first`` ->
+    ``pause`` -> ``after``) and ``big`` (``log_many``: ``params:n_files``
+    artifacts, ``params:n_points`` metric points). ``harness_project`` is the same
+    project without ``mlflow.yml`` and without the server.
 ``gate``
     A :class:`Gate` for the ``pause`` node: pass ``gate.env()`` to the ``kedro run``
     process; the node writes ``reached`` (its pid inside), then waits until the test
@@ -36,7 +38,11 @@ A typical fault::
 
     with server.down():  # the run starts while the server is dead: it goes offline
         run = processes.kedro(
-            fault_project, "run", "--pipelines", "paused", env=gate.env()
+            fault_project,
+            "run",
+            fault_project.pipelines_option,
+            "paused",
+            env=gate.env(),
         )
         gate.wait_reached(run)  # the run now sits inside the ``pause`` node
     run.kill()  # SIGKILL: nothing of kedroflow runs any more

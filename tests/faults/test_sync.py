@@ -15,6 +15,7 @@ import sqlite3
 import uuid
 from typing import Any
 
+import mlflow
 from fault_harness import FaultServer, Gate, Processes, wait_for
 from mlflow.tracking import MlflowClient
 
@@ -27,6 +28,8 @@ def offline_client(project: Any) -> MlflowClient:
 
 
 def offline_runs(project: Any) -> list[Any]:
+    if not (project.path / OFFLINE).exists():
+        return []
     client = offline_client(project)
     experiment = client.get_experiment_by_name(project.experiment)
     return list(client.search_runs([experiment.experiment_id])) if experiment else []
@@ -64,6 +67,8 @@ def free_port() -> int:
 
 
 def artifact_count(client: MlflowClient, run_id: str, folder: str) -> int:
+    # MLflow 3.0 lists a run's sub-folder through the global tracking URI (runs:/...)
+    mlflow.set_tracking_uri(client.tracking_uri)
     return len(client.list_artifacts(run_id, folder))
 
 
@@ -73,7 +78,7 @@ class TestInterrupted:
     ) -> None:
         n_files, n_points = 1000, 3000
         offline = track_offline(
-            fault_project, server, "--pipelines", "big", "--params",
+            fault_project, server, fault_project.pipelines_option, "big", "--params",
             f"n_files={n_files},n_points={n_points}",
         )  # fmt: skip
         offline_id, client = offline.info.run_id, server.client()
@@ -106,7 +111,12 @@ class TestInterrupted:
     def test_two_syncs_at_once_upload_each_run_once(
         self, fault_project: Any, server: FaultServer, processes: Processes
     ) -> None:
-        args = ("--pipelines", "big", "--params", "n_files=300,n_points=2000")
+        args = (
+            fault_project.pipelines_option,
+            "big",
+            "--params",
+            "n_files=300,n_points=2000",
+        )
         offline = track_offline(fault_project, server, *args, count=2)
         syncs = [processes.kedro(fault_project, "mlflow", "sync") for _ in range(2)]
         assert [sync.wait(300) for sync in syncs] == [0, 0], [
@@ -173,7 +183,7 @@ class TestSelection:
             "conf/target/mlflow.yml",
             f"server:\n  mlflow_tracking_uri: {tracking_uri}\n",
         )
-        project.kedro("run", "--pipelines", "big")
+        project.kedro("run", project.pipelines_option, "big")
         (offline,) = offline_runs(project)
         client = offline_client(project)
         older = client.create_run(
@@ -201,7 +211,11 @@ class TestSelection:
     ) -> None:
         with server.down():
             run = processes.kedro(
-                fault_project, "run", "--pipelines", "paused", env=gate.env()
+                fault_project,
+                "run",
+                fault_project.pipelines_option,
+                "paused",
+                env=gate.env(),
             )
             gate.wait_reached(run)
         (offline,) = offline_runs(fault_project)
@@ -234,7 +248,11 @@ class TestSelection:
         with server.down():
             runs = {
                 sig: processes.kedro(
-                    fault_project, "run", "--pipelines", "paused", env=gates[sig].env()
+                    fault_project,
+                    "run",
+                    fault_project.pipelines_option,
+                    "paused",
+                    env=gates[sig].env(),
                 )
                 for sig in signals
             }
