@@ -124,18 +124,12 @@ def ui(  # noqa: PLR0917
 
 @mlflow_commands.command(name="sync")
 @override_env
-@click.option(
-    "--lock-timeout",
-    type=float,
-    default=60,
-    show_default=True,
-    help="Seconds to wait for another sync of this project to end.",
-)
+@click.option("--lock-timeout", type=float, default=60, show_default=True,
+              help="Seconds to wait for another sync of this project to end.")  # fmt: skip
 @click.pass_obj
 def sync(metadata: ProjectMetadata, env: str | None, lock_timeout: float) -> None:
     """Upload runs tracked offline (server unreachable) to their tracking server."""
-    from kedroflow.errors import KedroflowError
-    from kedroflow.offline import sync_offline_runs
+    from kedroflow.offline import RETRY_HINT, kedro_environments, sync_offline_runs
     from kedroflow.stores import offline_store
 
     store = offline_store(metadata.project_path)
@@ -144,50 +138,17 @@ def sync(metadata: ProjectMetadata, env: str | None, lock_timeout: float) -> Non
         return
     if env is not None:
         env_dir(metadata, env)  # a wrong --env fails before anything is read
-    with contextlib.ExitStack() as sessions:
-        try:
-            report = sync_offline_runs(
-                metadata.project_path,
-                functools.partial(_env_settings, metadata, sessions),
-                env=env,
-                lock_timeout=lock_timeout,
-            )
-        except KedroflowError as exc:
-            raise KedroflowCliError(str(exc)) from None
-    for run, where in report.uploaded:
-        click.echo(
-            f"offline run {run.offline_run_id} -> run {run.run_id} ({run.status}) in "
-            f"experiment '{run.experiment}' at {where} ({run.models} model(s))"
-            + (", interrupted upload completed" if run.resumed else "")
+    with contextlib.ExitStack() as sessions, cli_errors():
+        resolve = kedro_environments(
+            metadata.project_path, functools.partial(load_project_config, metadata),
+            sessions, DEFAULT_ENV,
+        )  # fmt: skip
+        report = sync_offline_runs(
+            metadata.project_path, resolve, env=env, lock_timeout=lock_timeout
         )
-    for line in report.waiting + report.errors:
-        click.echo(line)
-    click.echo(f"{len(report.uploaded)} run(s) uploaded.")
+    click.echo("\n".join(report.lines()))
     if report.errors:
-        raise KedroflowCliError(
-            "Check that the server is up and run `kedro mlflow sync` again: a run "
-            "partly uploaded is completed, never uploaded twice."
-        )
-
-
-def _env_settings(
-    metadata: ProjectMetadata, sessions: contextlib.ExitStack, env: str | None
-) -> Any:
-    """A Kedro environment's ``mlflow.yml`` and context (its credentials.yml)."""
-    from kedro.framework.session import KedroSession
-
-    from kedroflow.errors import ConfigError
-    from kedroflow.offline import EnvSettings
-
-    name = env or DEFAULT_ENV
-    try:
-        config = load_project_config(metadata, name)
-    except KedroflowCliError as exc:
-        raise ConfigError(exc.message) from None
-    session = sessions.enter_context(
-        KedroSession.create(project_path=metadata.project_path, env=name)
-    )
-    return EnvSettings(name, config, session.load_context())  # type: ignore[attr-defined]
+        raise KedroflowCliError(RETRY_HINT)
 
 
 @mlflow_commands.command(name="close")

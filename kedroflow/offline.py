@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = "sync.lock"
+RETRY_HINT = (
+    "Check that the server is up and run `kedro mlflow sync` again: a run partly "
+    "uploaded is completed, never uploaded twice."
+)
 _ENDED = {"FINISHED", "FAILED", "KILLED"}
 
 
@@ -69,6 +73,17 @@ class SyncReport:
     uploaded: list[tuple[replay.SyncedRun, str]] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # one line per run left
     errors: list[str] = field(default_factory=list)  # one line per failed target
+
+    def lines(self) -> list[str]:
+        """What ``kedro mlflow sync`` prints: a line per run and failure, a total."""
+        done = [
+            f"offline run {run.offline_run_id} -> run {run.run_id} ({run.status}) in "
+            f"experiment '{run.experiment}' at {where} ({run.models} model(s))"
+            + (", interrupted upload completed" if run.resumed else "")
+            for run, where in self.uploaded
+        ]
+        total = f"{len(self.uploaded)} run(s) uploaded."
+        return [*done, *self.waiting, *self.errors, total]
 
 
 def sync_offline_runs(
@@ -93,27 +108,59 @@ def sync_offline_runs(
         for experiment, run in _runs_to_upload(source, report):
             key = (env, "") if env else (run.data.tags.get("kedro.env"), _target(run))
             groups.setdefault(key, []).append((experiment, run))
-        settings: dict[str | None, EnvSettings] = {}
+        settings: dict[str | None, EnvSettings | None] = {}
         # one environment after the other: loading a Kedro context exports that
         # environment's credentials for the session (kedroflow.fluent)
         for (env_name, recorded), runs in sorted(
             groups.items(), key=lambda item: (str(item[0][0]), item[0][1])
         ):
+            if env_name not in settings:
+                settings[env_name] = _settings_or_error(resolve, env_name, report)
+            found = settings[env_name]
+            where = mask_uri(recorded) if recorded else f"env {env_name}"
             try:
-                if env_name not in settings:
-                    settings[env_name] = resolve(env_name)
-                _upload_group(
-                    source=source,
-                    settings=settings[env_name],
-                    recorded=recorded,
-                    runs=runs,
-                    project_path=project_path,
-                    report=report,
-                )
+                if found is not None:
+                    _upload_group(
+                        source=source, settings=found, recorded=recorded, runs=runs,
+                        project_path=project_path, report=report,
+                    )  # fmt: skip
             except (KedroflowError, MlflowException, OSError) as exc:
-                where = mask_uri(recorded) if recorded else f"env {env_name}"
                 report.errors.append(f"Upload to {where} failed: {mask_uri(str(exc))}")
     return report
+
+
+def kedro_environments(
+    project_path: Path,
+    load_config: Callable[[str], KedroflowConfig],
+    sessions: contextlib.ExitStack,
+    default_env: str,
+) -> Callable[[str | None], EnvSettings]:
+    """A resolver of environments: ``mlflow.yml`` by ``load_config``, and a
+    ``KedroContext`` (credentials.yml, header provider) from a session kept open in
+    ``sessions``."""
+    from kedro.framework.session import KedroSession
+
+    def resolve(env: str | None) -> EnvSettings:
+        name = env or default_env
+        config = load_config(name)
+        session = KedroSession.create(project_path=project_path, env=name)
+        context = sessions.enter_context(session).load_context()  # type: ignore[attr-defined]
+        return EnvSettings(name, config, context)
+
+    return resolve
+
+
+def _settings_or_error(
+    resolve: Callable[[str | None], EnvSettings], env: str | None, report: SyncReport
+) -> EnvSettings | None:
+    """The settings of ``env``; None, and the reason reported, if they cannot be read."""
+    try:
+        return resolve(env)
+    except Exception as exc:  # a missing conf/<env>, a bad mlflow.yml: its runs wait
+        report.errors.append(
+            f"Cannot read the settings of environment '{env}': {mask_uri(str(exc))}"
+        )
+        return None
 
 
 def _upload_group(
