@@ -61,7 +61,11 @@ def status(server: FaultServer, run_id: str) -> str:
 def paused_participant(project: Any, processes: Processes, gate: Gate) -> Any:
     """A ``kedro run`` of the shared run, waiting in its ``pause`` node."""
     process = processes.kedro(
-        project, "run", "--pipelines", "paused", env={**gate.env(), **joined(project)}
+        project,
+        "run",
+        project.pipelines_option,
+        "paused",
+        env={**gate.env(), **joined(project)},
     )
     gate.wait_reached(process)
     return process
@@ -98,7 +102,7 @@ class TestSignals:
         assert parts(server, shared.run_id) == ["KILLED"]
 
         # the part run again: its success replaces its failure
-        shared.kedro("run", "--pipelines", "paused", env=_env(joined(shared)))
+        shared.kedro("run", shared.pipelines_option, "paused", env=_env(joined(shared)))
         assert status(server, shared.run_id) == "FINISHED"
         assert parts(server, shared.run_id) == ["FINISHED"]
 
@@ -122,7 +126,7 @@ class TestLease:
         assert parts(server, shared.run_id) == ["FINISHED", "KILLED"]
 
         # the killed part, retried, succeeds: the run ends FINISHED
-        shared.kedro("run", "--pipelines", "paused", env=_env(joined(shared)))
+        shared.kedro("run", shared.pipelines_option, "paused", env=_env(joined(shared)))
         assert status(server, shared.run_id) == "FINISHED"
         assert parts(server, shared.run_id) == ["FINISHED", "FINISHED"]
 
@@ -154,7 +158,7 @@ class TestFluentCallsInNodes:
     ) -> None:
         first = paused_participant(shared, processes, gate)
         # a second participant whose node calls mlflow.log_metric, then exits
-        shared.kedro("run", "--pipelines", "paused", env=_env(joined(shared)))
+        shared.kedro("run", shared.pipelines_option, "paused", env=_env(joined(shared)))
         assert status(server, shared.run_id) == "RUNNING"  # the first still runs
         assert len(participants(server, shared.run_id)) == 1
         gate.release()
