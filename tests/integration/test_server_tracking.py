@@ -177,4 +177,6 @@ class TestConcurrentCli:
         for run in runs:
             assert run.data.params["alpha"] == "0.5"
             assert run.data.tags["kedro.command"].startswith("kedro run")
-        assert len({r.data.tags["kedro.session_id"] for r in runs}) == 4
+        # Kedro's session id is a millisecond timestamp: two processes started in the
+        # same millisecond share it, so only its presence is checked
+        assert all(r.data.tags.get("kedro.session_id") for r in runs)
