@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import mlflow
@@ -29,10 +29,9 @@ from mlflow.exceptions import MlflowException
 from kedroflow import shared_runs
 from kedroflow import stores as stores_
 from kedroflow.config import TRACKING_OFF_ENV, WORKER_RUN_ENV
-from kedroflow.errors import TrackingError
 from kedroflow.interrupts import ExitGuard
-from kedroflow.outbox import Outbox, undelivered_error
-from kedroflow.owner import owner_tags
+from kedroflow.opening import CurrentRun, Opening, OpenRun, log_tags, tag_values
+from kedroflow.outbox import undelivered_error
 from kedroflow.params import clip, prepare_params
 from kedroflow.secrets import LogScrubber, Secrets, scrub_exception
 from kedroflow.stores import Stores, limits
@@ -42,8 +41,30 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from kedroflow.config import KedroflowConfig, ParamsConfig
+    from kedroflow.errors import TrackingError
     from kedroflow.outbox import Undelivered
-    from kedroflow.stores import SavedEnvironment
+
+# CurrentRun, log_tags and tag_values live with the opening of a run (kedroflow.opening)
+# and stay importable from here, where datasets and the hook have always found them.
+__all__ = [
+    "ERROR_TAG",
+    "REGISTRY_URI_ENV_VAR",
+    "RUN_ID_ENV_VAR",
+    "TRACKING_URI_ENV_VAR",
+    "CurrentRun",
+    "command_run",
+    "current_run",
+    "current_stores",
+    "end_run",
+    "log_params",
+    "log_tags",
+    "log_text",
+    "reset",
+    "start_run",
+    "tag_values",
+    "tracking_disabled",
+    "use_in_thread",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,34 +77,11 @@ ERROR_TAG = "kedroflow.error"
 _KILLED = RunStatus.to_string(RunStatus.KILLED)
 
 
-@dataclass(frozen=True)
-class CurrentRun:
-    """The run datasets log to: its id, the stores it lives in, its secrets.
-
-    ``outbox`` buffers the run's metrics and uploads its artifacts in the background;
-    None for a run this process did not open (a spawned worker, a notebook's run).
-    """
-
-    run_id: str
-    stores: Stores
-    secrets: Secrets = field(default_factory=Secrets)
-    outbox: Outbox | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class _OpenRun:
-    current: CurrentRun
-    owned: bool  # started (or joined) by kedroflow: kedroflow ends it
-    pushed: bool  # pushed on MLflow's fluent stack in this thread
-    saved: SavedEnvironment  # the environment before the run, restored at its end
-    participant: shared_runs.Participant | None = None  # shared run: this process
-
-
 class _RunState:
     """The only mutable state of kedroflow: the run open in this process."""
 
     def __init__(self) -> None:
-        self.run: _OpenRun | None = None
+        self.run: OpenRun | None = None
         #: A thread's own current run while a node of a child run runs or saves in it
         #: (``tracking.run.child_runs``, kedroflow.child_runs).
         self.thread = threading.local()
@@ -194,7 +192,7 @@ def start_run(
         saved = stores_.save_environment(config, credentials)
         try:
             stores = stores_.configure(config, project_path, credentials, context)
-            opening = _Opening(config, project_path, secrets, saved, part)
+            opening = Opening(config, project_path, secrets, saved, part)
             run = opening.open_or_go_offline(stores, run_name, dict(tags))
         except BaseException:
             saved.restore()
@@ -285,24 +283,9 @@ def log_params(
     return updated
 
 
-def log_tags(run: CurrentRun, tags: Mapping[str, Any]) -> None:
-    """Set several tags (scrubbed, clipped) in as few requests as MLflow allows."""
-    if tags:
-        values = tag_values(tags, run.secrets)
-        run.stores.client.log_batch(
-            run.run_id, tags=[RunTag(k, v) for k, v in values.items()]
-        )
-
-
 def log_text(run: CurrentRun, text: str, artifact_file: str) -> None:
     """Store ``text`` (scrubbed) as an artifact of the run."""
     run.stores.client.log_text(run.run_id, run.secrets.scrub(text), artifact_file)
-
-
-def tag_values(tags: Mapping[str, Any], secrets: Secrets) -> dict[str, str]:
-    """Tag values as MLflow takes them: text, secrets scrubbed, clipped to its limit."""
-    limit = limits().tag_value
-    return {str(k): clip(secrets.scrub(str(v)), limit) for k, v in tags.items()}
 
 
 def reset() -> None:
@@ -315,110 +298,6 @@ def reset() -> None:
         _STATE.logs.uninstall()
         os.environ.pop(TRACKING_OFF_ENV, None)
         _unexport()
-
-
-# ------------------------------------------------------------------- opening a run
-
-
-@dataclass(frozen=True)
-class _Opening:
-    """What opening a run needs besides its stores, name and tags."""
-
-    config: KedroflowConfig
-    project_path: Path
-    secrets: Secrets
-    saved: SavedEnvironment
-    part: str = ""
-
-    def open_or_go_offline(
-        self, stores: Stores, run_name: str, tags: dict[str, Any]
-    ) -> _OpenRun:
-        """Open the run; when the server is unreachable, fail fast or go offline."""
-        server = self.config.server
-        reachable = False
-        try:
-            stores_.probe(stores, server.connect_timeout)
-            reachable = True
-            return self.open(stores, run_name, tags)
-        except TrackingError as exc:
-            if reachable:  # the server answered and refused (an unknown run id...)
-                raise
-            error: Exception = exc
-        except (MlflowException, OSError) as exc:
-            if not stores.remote:
-                raise
-            error = exc
-        if server.on_tracking_error == "fail":
-            raise TrackingError(
-                f"Cannot track this run on the MLflow server {stores.display_uri}: "
-                f"{error}\nStart the server or fix server.mlflow_tracking_uri in "
-                "mlflow.yml; if it is only slow, raise server.connect_timeout / "
-                "server.request_timeout; to run anyway and upload the tracking later "
-                "with `kedro mlflow sync`, set server.on_tracking_error: continue."
-            ) from None
-        resume_id = self.config.tracking.run.id or os.environ.get("MLFLOW_RUN_ID")
-        if resume_id:
-            raise TrackingError(
-                f"The MLflow server {stores.display_uri} cannot be reached ({error}), "
-                f"and this kedro run joins its run '{resume_id}' (tracking.run.id or "
-                "MLFLOW_RUN_ID), which only exists on that server: it cannot be joined "
-                "offline. Start the server and run again, or unset the run id to "
-                "track this run offline and upload it with `kedro mlflow sync`."
-            ) from None
-        offline = stores_.offline_stores(self.project_path, stores)
-        logger.warning(
-            "kedroflow: the MLflow server %s cannot be reached (%s). Tracking this run "
-            "in the local offline store %s instead; upload it later with `kedro mlflow "
-            "sync`.",
-            stores.display_uri,
-            error,
-            offline.tracking_uri,
-        )
-        offline.activate()
-        # what `kedro mlflow sync` needs: the server meant, and whether we still run
-        tags = {**tags, stores_.OFFLINE_FOR_TAG: offline.offline_for, **owner_tags()}
-        return self.open(offline, run_name, tags)
-
-    def open(self, stores: Stores, run_name: str, tags: dict[str, Any]) -> _OpenRun:
-        """Join the shared run, reuse the active one, or start a new run."""
-        run_config = self.config.tracking.run
-        active = mlflow.active_run()
-        values = tag_values(tags, self.secrets)
-        resume_id = run_config.id or os.environ.get("MLFLOW_RUN_ID") or None
-        if resume_id:
-            joined, participant = shared_runs.join(
-                stores.client, resume_id, values, part=self.part,
-                lease=run_config.participant_lease,
-            )  # fmt: skip
-            current = self._current(stores, joined.info, history_known=False)
-            return _OpenRun(current, True, False, self.saved, participant)
-        if active is not None:
-            # kedro-mlflow's contract (tracking.run.nested true or false): a run active
-            # before the session (an orchestrator's, a notebook's) is reused, left open
-            current = self._current(stores, active.info, history_known=False)
-            log_tags(current, values)
-            return _OpenRun(current, False, False, self.saved)
-        experiment_id = stores_.experiment_id(self.config, self.project_path, stores)
-        run = mlflow.start_run(
-            experiment_id=experiment_id,
-            run_name=self.secrets.scrub(run_name),
-            tags=values,
-        )
-        current = self._current(stores, run.info, history_known=True)
-        return _OpenRun(current, True, True, self.saved)
-
-    def _current(self, stores: Stores, info: Any, *, history_known: bool) -> CurrentRun:
-        """The run value, with an outbox that uploads straight to its artifact root.
-
-        ``history_known``: the run was just created, so it has no metric yet.
-        """
-        outbox = Outbox(
-            stores.client,
-            info.run_id,
-            artifact_uri=info.artifact_uri,
-            history_known=history_known,
-        )
-        return CurrentRun(info.run_id, stores, self.secrets, outbox)
 
 
 # ------------------------------------------------------------------- closing a run
