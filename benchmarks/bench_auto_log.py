@@ -30,18 +30,16 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import QUIET, kedro_new, scratch
 from _server import RequestCounter, mlflow_server
 
-BIN = Path(sys.executable).parent
 PACKAGE = "bench_auto"
 OUTPUTS, SIZE = 10, 1024 * 1024
 MODES = ("no_rules", "nothing", "ten")
@@ -85,14 +83,7 @@ RULES = {
 
 
 def make_project(root: Path) -> Path:
-    subprocess.run(
-        [str(BIN / "kedro"), "new", "--name", PACKAGE, "--tools", "none",
-         "--example", "n", "--telemetry", "no"],
-        cwd=root, check=True, capture_output=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    project = root / PACKAGE.replace("_", "-")
-    if not project.exists():
-        project = next(p for p in root.iterdir() if p.is_dir())
+    project = kedro_new(root, PACKAGE)
     package = next((project / "src").iterdir())
     (package / "pipeline_registry.py").write_text(REGISTRY)
     (project / "conf" / "logging.yml").write_text(LOGGING)
@@ -288,14 +279,8 @@ def main() -> int:
     parser.add_argument("--no-server", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the tmp dir")
     args = parser.parse_args()
-    os.environ.update(
-        KEDRO_DISABLE_TELEMETRY="1",
-        MLFLOW_DISABLE_TELEMETRY="true",
-        DO_NOT_TRACK="1",
-        MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT="true",
-    )
-    root = Path(tempfile.mkdtemp(prefix="bench-auto-log-"))
-    try:
+    os.environ.update(QUIET, MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT="true")
+    with scratch("bench-auto-log-", keep=args.keep) as root:
         project = make_project(root)
         os.environ["KEDRO_LOGGING_CONFIG"] = str(project / "conf" / "logging.yml")
         write_envs(project, "sqlite:///mlflow.db")
@@ -304,11 +289,6 @@ def main() -> int:
         if not args.no_server:
             requests = bench_requests(project, root)
         report(times, requests)
-    finally:
-        if args.keep:
-            print(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

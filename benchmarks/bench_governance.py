@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import quiet_env, scratch
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "reviews"
@@ -57,11 +58,7 @@ with KedroSession.create(project_path=project) as session:
 
 
 def _env() -> dict[str, str]:
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID"):
-        env.pop(name, None)
-    return env
+    return quiet_env("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID")
 
 
 def _kedro(project: Path, *args: str) -> None:
@@ -85,12 +82,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the tmp project")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="bench-governance-"))
-    project = root / "reviews"
-    shutil.copytree(
-        EXAMPLE, project, ignore=shutil.ignore_patterns("mlflow.db", "mlruns")
-    )
-    try:
+    with scratch("bench-governance-", keep=args.keep) as root:
+        project = root / "reviews"
+        shutil.copytree(
+            EXAMPLE, project, ignore=shutil.ignore_patterns("mlflow.db", "mlruns")
+        )
         _kedro(project, "--pipelines", "etl_instances,etl_labels")
         _kedro(
             project, "--pipelines", "etl_instances,etl_labels", "--params", "split=test"
@@ -110,11 +106,6 @@ def main() -> None:
         for variant in VARIANTS:
             median = statistics.median(times[variant])
             print(f"{variant:8s}  {median:8.2f}   {median / base:6.2f}x")
-    finally:
-        if args.keep:
-            print(f"kept {project}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,10 @@ import argparse
 import http.client
 import json
 import os
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -280,12 +277,9 @@ model: {type: pickle.PickleDataset, filepath: data/model.pkl}
 
 
 def _project(work: Path) -> Path:
-    subprocess.run(
-        [str(BIN / "kedro"), "new", "--name", "bench-project", "--tools", "none",
-         "--example", "n", "--telemetry", "no"],
-        cwd=work, check=True, capture_output=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    path = work / "bench-project"
+    from _common import kedro_new  # not at import: the logged model imports this file
+
+    path = kedro_new(work, "bench-project")
     package = path / "src" / "bench_project"
     (package / "nodes.py").write_text(PROJECT_NODES)
     (package / "pipeline_registry.py").write_text(
@@ -399,13 +393,9 @@ def _start(command: list[str], cwd: Path, env: dict[str, str], port: int) -> tup
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
+    from _common import stop_group  # not at import: the logged model imports this file
+
+    stop_group(process, 15)
 
 
 def _load(port: int, clients: int, per_client: int) -> tuple[float, list[float]]:
@@ -529,9 +519,9 @@ def main() -> None:
     args = parser.parse_args()
     repeat = 50 if args.quick else 300
     import mlflow
+    from _common import scratch
 
-    work = Path(tempfile.mkdtemp(prefix="kedroflow-bench-model-"))
-    try:
+    with scratch("kedroflow-bench-model-") as work:
         mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
         print(f"kedroflow model benchmark (python {sys.version.split()[0]}, "
               f"mlflow {mlflow.__version__}, {os.cpu_count()} CPUs)")  # fmt: skip
@@ -540,8 +530,6 @@ def main() -> None:
         bench_training(work, 3 if args.quick else 5)
         print("\n4. serving, 4 concurrent clients, 1-row requests")
         bench_serving(work, uri, 50 if args.quick else 150)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import kedro_new, scratch
+
 PACKAGE = "bench_trace"
 MODES = ("none", "notrace", "trace", "datasets")
 
@@ -74,12 +73,7 @@ MLFLOW_YML = {
 
 
 def make_project(root: Path, node_counts: list[int]) -> Path:
-    subprocess.run(
-        [str(BIN / "kedro"), "new", "--name", "bench-trace", "--tools", "none",
-         "--example", "n", "--telemetry", "no"],
-        cwd=root, check=True, capture_output=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    project = root / "bench-trace"
+    project = kedro_new(root, "bench-trace")
     package = project / "src" / PACKAGE
     (package / "settings.py").write_text(SETTINGS)
     registry = REGISTRY.format(counts=node_counts)
@@ -114,8 +108,7 @@ def main() -> int:
     import logging
 
     logging.getLogger("kedro").setLevel(logging.WARNING)
-    root = Path(tempfile.mkdtemp(prefix="bench-trace-"))
-    try:
+    with scratch("bench-trace-") as root:
         project = make_project(root, args.nodes)
         os.chdir(project)
         times: dict[tuple[int, str], list[float]] = {}
@@ -128,8 +121,6 @@ def main() -> int:
                         times.setdefault((n, mode), []).append(elapsed)
         report(times, args.nodes)
         span_costs(project)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

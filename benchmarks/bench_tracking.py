@@ -50,7 +50,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -58,9 +57,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import BIN, QUIET, kedro_new, scratch, timed_run
 from _server import RequestCounter, mlflow_server
 
-BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "bench"
 GROUPS, SUBGROUPS, LEAVES = 30, 5, 2
@@ -203,12 +202,7 @@ main()
 
 def make_project(root: Path) -> Path:
     """``kedro new`` + the benchmark pipelines, parameters, settings and git history."""
-    subprocess.run(
-        [str(BIN / "kedro"), "new", "--name", PACKAGE, "--tools", "none",
-         "--example", "n", "--telemetry", "no"],
-        cwd=root, check=True, capture_output=True, stdin=subprocess.DEVNULL, env=_env(),
-    )  # fmt: skip
-    project = root / PACKAGE
+    project = kedro_new(root, PACKAGE, env=_env())
     package = project / "src" / PACKAGE
     (package / "settings.py").write_text(SETTINGS)
     (package / "pipeline_registry.py").write_text(
@@ -407,13 +401,9 @@ def time_kedro_help(project: Path, reps: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {"with": [], "without": []}
     for rep in range(reps + 1):
         for variant in ("with", "without") if rep % 2 else ("without", "with"):
-            start = time.perf_counter()
-            result = subprocess.run(
-                [sys.executable, "help_runner.py", variant, "--help"],
-                cwd=project, capture_output=True, text=True, env=_env(),
-                stdin=subprocess.DEVNULL, check=False,
-            )  # fmt: skip
-            elapsed = time.perf_counter() - start
+            result, elapsed = timed_run(
+                [sys.executable, "help_runner.py", variant, "--help"], project, _env()
+            )
             if result.returncode != 0:
                 raise RuntimeError(f"kedro --help failed:\n{result.stderr[-3000:]}")
             listed = "commands from kedroflow" in result.stdout
@@ -496,13 +486,10 @@ def time_example_cli(example: Path, reps: int) -> tuple[dict[str, list[float]], 
             env.pop("KEDROFLOW_DISABLE_TRACKING", None)
             if variant == "untracked":
                 env["KEDROFLOW_DISABLE_TRACKING"] = "1"
-            start = time.perf_counter()
-            result = subprocess.run(
+            result, elapsed = timed_run(
                 [sys.executable, "imports_runner.py", "run", "--pipelines", ETL],
-                cwd=example, env=env, capture_output=True, text=True,
-                stdin=subprocess.DEVNULL, check=False,
+                example, env,
             )  # fmt: skip
-            elapsed = time.perf_counter() - start
             if result.returncode != 0:
                 raise RuntimeError(f"kedro run failed:\n{result.stderr[-3000:]}")
             if rep:
@@ -739,26 +726,19 @@ def bench_cli(args: argparse.Namespace, project: Path) -> None:
 def main() -> int:
     args = parse_args()
     warnings.filterwarnings("ignore")  # Kedro's own deprecation warnings, every session
-    quiet = {"KEDRO_DISABLE_TELEMETRY": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-             "DO_NOT_TRACK": "1", "GIT_PYTHON_REFRESH": "quiet",
+    quiet = {**QUIET, "GIT_PYTHON_REFRESH": "quiet",
              "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # fmt: skip
     for name, value in quiet.items():
         os.environ.setdefault(name, value)
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "KEDROFLOW_DISABLE_TRACKING"):
         os.environ.pop(name, None)
-    root = Path(tempfile.mkdtemp(prefix="kedroflow-bench-"))
-    try:
+    with scratch("kedroflow-bench-", keep=args.keep) as root:
         project = make_project(root)
         os.environ["KEDRO_LOGGING_CONFIG"] = str(project / "conf" / "logging.yml")
         os.chdir(project)
         code = bench_stores(args, root, project)
         if code == 0:
             bench_cli(args, project)
-    finally:
-        if args.keep:
-            print(f"project kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
     return code
 
 

@@ -20,21 +20,16 @@ adds up). Every process is started in its own process group and stopped with
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import BIN, kedro_new, scratch, stop_group
 from _server import free_port, server_env
-
-BIN = Path(sys.executable).parent
 
 
 def _group(pgid: int) -> list[int]:
@@ -100,21 +95,11 @@ def measure(command: list[str], cwd: Path, port: int, settle: float) -> dict:
             time.sleep(0.5)
         return {"seconds": answered, "processes": procs, "pss": pss, "rss": rss}
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+        stop_group(process, 30)
 
 
 def _project(root: Path) -> Path:
-    subprocess.run(
-        [str(BIN / "kedro"), "new", "--name", "ui-bench", "--tools", "none",
-         "--example", "n", "--telemetry", "no"],
-        cwd=root, check=True, capture_output=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    project = root / "ui-bench"
+    project = kedro_new(root, "ui-bench")
     from mlflow.tracking import MlflowClient
 
     MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}").search_experiments()
@@ -127,8 +112,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=10.0)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="kedroflow-bench-ui-"))
-    try:
+    with scratch("kedroflow-bench-ui-", keep=args.keep) as root:
         project = _project(root)
         store = f"sqlite:///{project / 'mlflow.db'}"
         mlflow_defaults = [str(BIN / "mlflow"), "ui", "--backend-store-uri", store]
@@ -151,11 +135,6 @@ def main() -> None:
                 f" {statistics.median(r['pss'] for r in runs):>8.0f}"
                 f" {statistics.median(r['rss'] for r in runs):>8.0f}"
             )
-    finally:
-        if args.keep:
-            print(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
