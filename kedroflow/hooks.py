@@ -191,9 +191,9 @@ class MlflowHook:
     # ---- nodes and datasets: what they see of the run (kedroflow.observer)
 
     @hook_impl
-    def before_node_run(self, node: Node) -> None:
+    def before_node_run(self, node: Node, inputs: dict[str, Any]) -> None:
         if (observer := self._node_observer()) is not None:
-            observer.before_node(node)
+            observer.before_node(node, inputs)
 
     @hook_impl
     def after_node_run(self, node: Node) -> None:

@@ -20,7 +20,7 @@ from kedroflow import autolog, fluent, tracing, tracking
 from kedroflow.child_runs import ChildRuns
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from kedro.pipeline import Node, Pipeline
     from mlflow.entities import Run
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 class Spans(Protocol):
     """A run's trace in the process that opened it, or a worker's span recorder."""
 
-    def enter(self, node: Node) -> None: ...
+    def enter(self, node: Node, inputs: Mapping[str, Any] | None = None) -> None: ...
 
     def leave(self, node: Node, error: BaseException | None = None) -> None: ...
 
@@ -103,11 +103,11 @@ class RunObserver:
             worker.spans = tracing.WorkerSpans(self.spans.span_dir, self.spans.datasets)
         return worker
 
-    def before_node(self, node: Node) -> None:
+    def before_node(self, node: Node, inputs: Mapping[str, Any] | None = None) -> None:
         child = self._use_child(node)
         self.node_runs.enter(child)
         if self.spans is not None:
-            self.spans.enter(node)
+            self.spans.enter(node, inputs)
 
     def after_node(self, node: Node, error: BaseException | None = None) -> None:
         if self.spans is not None:

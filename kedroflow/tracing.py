@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from kedro.pipeline import Node
 
@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 SPAN_DIR_ENV = "_KEDROFLOW_SPAN_DIR"
 NODE_SPAN = "KEDRO_NODE"
 DATASET_SPAN = "KEDRO_DATASET"
+#: MLflow's span attribute (and format) for the prompt versions a span used.
+LINKED_PROMPTS = "mlflow.linkedPrompts"
 _MAX_MESSAGE = 2000
 _SETTINGS = "settings.json"
 
@@ -53,6 +55,23 @@ def node_attributes(node: Node, scrub: Callable[[str], str]) -> dict[str, Any]:
         "kedro.inputs": [scrub(name) for name in node.inputs],
         "kedro.outputs": [scrub(name) for name in node.outputs],
     }
+
+
+def prompt_attributes(
+    inputs: Mapping[str, Any] | None, scrub: Callable[[str], str]
+) -> dict[str, str]:
+    """The registry prompt versions a node is given (an ``llm_context_node``'s
+    prompts), as ``mlflow.genai.load_prompt`` records them on the current span."""
+    from mlflow.entities import model_registry
+
+    # MLflow 3.0 calls a prompt version `Prompt`
+    kind: Any = getattr(model_registry, "PromptVersion", None) or model_registry.Prompt
+    linked = [
+        {"name": scrub(value.name), "version": str(value.version)}
+        for value in (inputs or {}).values()
+        if isinstance(value, kind)
+    ]
+    return {LINKED_PROMPTS: json.dumps(linked)} if linked else {}
 
 
 def error_event(error: BaseException, scrub: Callable[[str], str]) -> dict[str, str]:
@@ -130,12 +149,14 @@ class RunTrace:
             )
             self._nodes[node.name] = _Open(span, set(node.outputs))
 
-    def enter(self, node: Node) -> None:
+    def enter(self, node: Node, inputs: Mapping[str, Any] | None = None) -> None:
         """In the node's thread: spans made by the node nest under its span."""
         from mlflow.tracing import provider
 
         self.node_started(node)
         opened = self._nodes[node.name]
+        for key, value in prompt_attributes(inputs, self.scrub).items():
+            opened.span.set_attribute(key, value)
         opened.tokens[threading.get_ident()] = provider.set_span_in_context(opened.span)
 
     def leave(self, node: Node, error: BaseException | None = None) -> None:
@@ -264,8 +285,9 @@ class WorkerSpans:
                 "pending": list(node.outputs),
             }
 
-    def enter(self, node: Node) -> None:
+    def enter(self, node: Node, inputs: Mapping[str, Any] | None = None) -> None:
         self.node_started(node)
+        self._open[(node.name,)]["attributes"].update(prompt_attributes(inputs, _same))
 
     def leave(self, node: Node, error: BaseException | None = None) -> None:
         record = self._open.get((node.name,))

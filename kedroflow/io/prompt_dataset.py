@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 from mlflow.exceptions import MlflowException
 
 from kedroflow.errors import MlflowDatasetError
 from kedroflow.io._base import MlflowBaseDataset, mapping_arg
+
+logger = logging.getLogger(__name__)
 
 _OUTPUTS = ("prompt", "template")
 
@@ -20,7 +23,9 @@ class MlflowPromptDataset(MlflowBaseDataset[Any, Any]):
     given. ``save`` takes a template text (or, with an MLflow that has chat prompts, a
     list of ``{"role", "content"}`` messages) and registers it as a new version, with
     ``save_args.commit_message``, ``tags`` and ``alias`` (the alias then points at it).
-    The registry is the current run's (mlflow.yml's) or MLflow's outside a run.
+    The registry is the current run's (mlflow.yml's) or MLflow's outside a run. In a
+    ``kedro run`` the loaded version is linked to the run, as ``mlflow.genai.load_prompt``
+    links it to MLflow's active run.
 
     Example catalog entry:
 
@@ -93,6 +98,7 @@ class MlflowPromptDataset(MlflowBaseDataset[Any, Any]):
                 f"Dataset {self._label()} cannot load prompt '{self._name}' "
                 f"({self._selector()}): {exc.message}"
             ) from None
+        self._link_to_run(client, prompt)
         if self._output == "prompt" and "variables" not in self._load_args:
             return prompt
         variables = self._load_args.get("variables")
@@ -126,6 +132,27 @@ class MlflowPromptDataset(MlflowBaseDataset[Any, Any]):
             # hides prompts: its registry client (private) still finds the version
             by_alias = client._get_registry_client().get_model_version_by_alias
         return int(by_alias(self._name, self._alias).version)
+
+    def _link_to_run(self, client: Any, prompt: Any) -> None:
+        """Link the loaded version to the current run: MLflow's client ``load_prompt``
+        does not (only the fluent one does, for MLflow's active run)."""
+        run_id = self._current_run_id()
+        if run_id is None:
+            return
+        # MLflow 3.0 records the run on the prompt version (log_prompt); later
+        # versions record the version in the run's `mlflow.linkedPrompts` tag
+        link = getattr(client, "link_prompt_version_to_run", None) or client.log_prompt
+        try:
+            link(run_id, prompt)
+        except MlflowException as exc:  # the prompt is loaded: the link is an aid
+            logger.warning(
+                "kedroflow: %s: prompt '%s' version %s is not linked to run %s: %s",
+                self._label(),
+                self._name,
+                prompt.version,
+                run_id,
+                exc.message,
+            )
 
     def _selector(self) -> str:
         if self._alias is not None:
