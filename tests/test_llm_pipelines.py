@@ -12,9 +12,9 @@ import json
 from typing import Any
 
 import pytest
-from kedro.runner import SequentialRunner, ThreadRunner
+from kedro.runner import ParallelRunner, SequentialRunner, ThreadRunner
 
-from tests.test_tracing import spans_by_name, the_trace
+from tests.test_tracing import spans_by_name, the_trace, traces_of
 
 # Kedro >= 1.7 only; older Kedro versions have no LLM context nodes
 pytest.importorskip("kedro.pipeline.llm_context")
@@ -67,12 +67,16 @@ def answer(context, question):
     facts = context.tools["lookup"](question)
     prompt = context.prompts["answer_prompt"]
     return call_llm(context.llm, prompt.format(question=question, facts=facts))
+
+
+def fill(prompt, question):
+    return prompt.format(question=question, facts="")
 """
 
 REGISTRY = """
 from kedro.pipeline import Node, Pipeline, llm_context_node, tool
 
-from fake_project.nodes import answer, build_lookup
+from fake_project.nodes import answer, build_lookup, fill
 
 
 def register_pipelines():
@@ -88,7 +92,11 @@ def register_pipelines():
             Node(answer, ["context", "params:question"], "answer", name="answer"),
         ]
     )
-    return {"__default__": pipeline}
+    # ParallelRunner cannot run an llm_context_node (its function is a closure)
+    plain = Pipeline(
+        [Node(fill, ["answer_prompt", "params:question"], "filled", name="fill")]
+    )
+    return {"__default__": pipeline, "plain": plain}
 """
 
 CATALOG = """
@@ -166,3 +174,16 @@ class TestLLMContextNode:
 def _decoded(value: Any) -> Any:
     """A span attribute in MLflow's JSON format (decoded once more by some stores)."""
     return json.loads(value) if isinstance(value, str) else value
+
+
+def test_parallel_runner_worker_spans_name_the_prompt_versions(project: Any) -> None:
+    project.run(runner=ParallelRunner(max_workers=2), pipeline_names=["plain"])
+    run = project.only_run()
+    traces = [
+        project.client().get_trace(t.info.request_id)
+        for t in traces_of(project, run.info.run_id)
+    ]
+    (fill,) = [s for t in traces for s in t.data.spans if s.name == "fill"]
+    used = [{"name": "answer", "version": "1"}]
+    assert json.loads(run.data.tags["mlflow.linkedPrompts"]) == used
+    assert _decoded(fill.attributes["mlflow.linkedPrompts"]) == used
