@@ -27,7 +27,7 @@ from kedroflow.config import (
     tracking_disabled_by_env,
 )
 from kedroflow.fluent import SessionEnv, configure_session
-from kedroflow.logs import follow_kedro_logging
+from kedroflow.logs import follow_kedro_logging, quiet_config_reads
 from kedroflow.provenance import pipeline_names
 from kedroflow.run_names import register_resolvers
 from kedroflow.secrets import project_credentials
@@ -65,11 +65,12 @@ class MlflowHook:
 
         follow_kedro_logging(LOGGING)
         register_resolvers()
-        self._config = load_config(context.config_loader, _package_name())
+        with quiet_config_reads():
+            self._config = load_config(context.config_loader, _package_name())
+            # a missing credentials entry is reported clearly when the run starts
+            wanted = self._config.server.credentials
+            credentials = project_credentials(context) if wanted else {}
         self._context = context
-        # a missing credentials entry is reported clearly when the run starts
-        server_credentials = self._config.server.credentials
-        credentials = project_credentials(context) if server_credentials else {}
         self._session_env = configure_session(
             self._config, Path(context.project_path), credentials, self._session_env
         )
@@ -104,7 +105,8 @@ class MlflowHook:
             )
             os.environ[TRACKING_OFF_ENV] = "1"
             return None
-        credentials = project_credentials(context)  # before MLflow's import
+        with quiet_config_reads():  # before MLflow's import: see project_credentials
+            credentials, project_params = project_credentials(context), context.params
         from kedroflow import io, observer, provenance, shared_runs, tracking
         from kedroflow.secrets import redacted_values
         from kedroflow.training import check_training_models
@@ -123,7 +125,7 @@ class MlflowHook:
                 tags={**git_tags, **tags},
                 credentials=credentials,
                 context=context,
-                secrets=redacted_values(context.params, config.tracking.params.redact),
+                secrets=redacted_values(project_params, config.tracking.params.redact),
                 part=shared_runs.part_id(node.name for node in pipeline.nodes),
             )
         except BaseException:

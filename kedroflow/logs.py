@@ -12,10 +12,12 @@ when that logger does not propagate to the root.
 from __future__ import annotations
 
 import logging
+import warnings
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
 
 LOGGER = "kedroflow"
 
@@ -45,3 +47,18 @@ def follow_kedro_logging(logging_config: Mapping[str, Any]) -> None:
     ours.setLevel(logging.getLogger("kedro").getEffectiveLevel())
     if not any(isinstance(handler, KedroHandlers) for handler in ours.handlers):
         ours.addHandler(KedroHandlers())
+
+
+@contextmanager
+def quiet_config_reads() -> Iterator[None]:
+    """kedroflow's reads of the project's configuration add no warning of Kedro's.
+
+    Kedro 1.0's config loader registers a resolver through OmegaConf's deprecated API
+    on every read; Kedro's own reads show that warning already, and any import that
+    resets Python's warning registry (MLflow's, a plugin's) would show it again.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"register_new_resolver\(\) is deprecated"
+        )
+        yield
