@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 
 NODES = """
@@ -126,6 +127,7 @@ class Ran:
         self.run = project.only_run()
 
     def artifacts(self, path: str | None = None) -> list[str]:
+        mlflow.set_tracking_uri(self.client.tracking_uri)  # MLflow 3.0 lists globally
         found: list[str] = []
         for item in self.client.list_artifacts(self.run.info.run_id, path):
             found += self.artifacts(item.path) if item.is_dir else [item.path]
@@ -160,6 +162,7 @@ def test_files_are_logged_as_written(ran: Ran) -> None:
     run_id, data = ran.run.info.run_id, ran.project.path / "data"
     (version,) = [p.name for p in (data / "small.json").iterdir()]
     target = ran.project.path / "downloaded"
+    mlflow.set_tracking_uri(ran.client.tracking_uri)  # MLflow 3.0 downloads globally
     for artifact, local in [
         ("small_versioned/small.json", data / "small.json" / version / "small.json"),
         ("chart/chart.csv", data / "chart.csv"),
