@@ -12,7 +12,11 @@ ParallelRunner runs nodes in other processes, where a span of this process's tra
 cannot be ended: there each finished span is recorded (name, parent, start and end
 times, status, attributes) in a file of a folder the parent process gave, and the
 parent adds them to the trace when the pipeline ends. Spans made inside a node of a
-ParallelRunner worker form their own trace, linked to the same run.
+ParallelRunner worker form their own trace, linked to the same run, sent when the node
+returns.
+
+The trace costs the same few requests whatever the node count, sent when the run ends
+(:mod:`kedroflow.trace_export`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from kedroflow import trace_export
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -119,12 +125,13 @@ class RunTrace:
         """Open the trace; MLflow links it to the run active in this thread."""
         import mlflow
 
-        root = mlflow.start_span_no_context(
-            name=scrub(name),
-            span_type="CHAIN",
-            attributes={k: scrub(str(v)) for k, v in attributes.items()},
-            experiment_id=experiment_id,
-        )
+        with trace_export.one_batch_tracer():
+            root = mlflow.start_span_no_context(
+                name=scrub(name),
+                span_type="CHAIN",
+                attributes={k: scrub(str(v)) for k, v in attributes.items()},
+                experiment_id=experiment_id,
+            )
         span_dir = Path(tempfile.mkdtemp(prefix="kedroflow-spans-"))
         (span_dir / _SETTINGS).write_text(json.dumps({"datasets": datasets}))
         os.environ[SPAN_DIR_ENV] = str(span_dir)
@@ -191,7 +198,7 @@ class RunTrace:
                     self._end_node(node.name)
 
     def finish(self, error: BaseException | None = None) -> None:
-        """End every open span, add the workers' spans, end the trace, export it."""
+        """End every open span, add the workers' spans, end the trace and send it."""
         for key in list(self._io):
             self._end_io(*key)
         for name in list(self._nodes):
@@ -203,11 +210,11 @@ class RunTrace:
             shutil.rmtree(self.span_dir, ignore_errors=True)
         if error is not None:
             _fail(self.root, error_event(error, self.scrub))
-        # MLflow exports the trace in the background, with a client bound to the run's
-        # stores (restoring MLflow's URIs afterwards does not move it). Not flushed
-        # here: MLflow's flush waits up to a second for its idle queue, and flushes
-        # itself at interpreter exit.
+        # sent now, while the run's stores are MLflow's, and waited for: a failed or
+        # interrupted run (SIGTERM, Ctrl-C) loses none of its spans
         self.root.end()
+        trace_export.send()
+        trace_export.end_tracer()
 
     def _start_io(self, action: str, name: str, node_name: str) -> None:
         import mlflow
@@ -290,6 +297,9 @@ class WorkerSpans:
         self._open[(node.name,)]["attributes"].update(prompt_attributes(inputs, _same))
 
     def leave(self, node: Node, error: BaseException | None = None) -> None:
+        # what the node's own spans made (a trace of this process) is sent before the
+        # worker, which runs no exit handler, may end
+        trace_export.send()
         record = self._open.get((node.name,))
         if record is None:
             return

@@ -58,10 +58,11 @@ def project(kedro_project: Any) -> Any:
     return kedro_project
 
 
-def traces_of(project: Any, run_id: str) -> list[Any]:
+def traces_of(project: Any, run_id: str, *, flush: bool = True) -> list[Any]:
     import mlflow
 
-    mlflow.flush_trace_async_logging()  # MLflow exports traces in the background
+    if flush:  # what MLflow sends in the background (a worker's traces are sent)
+        mlflow.flush_trace_async_logging()
     client = project.client()
     experiment = client.get_experiment_by_name("fake_project")
     found = client.search_traces(experiment_ids=[experiment.experiment_id])
@@ -123,6 +124,19 @@ class TestOneTracePerRun:
             assert spans[name].parent_id == root.span_id
             assert spans[name].end_time_ns > spans[name].start_time_ns
         assert spans["train"].attributes["kedro.tags"] == ["ml"]
+
+    def test_parallel_runner_spans_made_inside_a_node_are_a_trace_of_the_run(
+        self, project: Any
+    ) -> None:
+        project.run(runner=ParallelRunner(max_workers=2))
+        run = project.only_run()
+        client = project.client()
+        # read as soon as the run returned: the workers sent their traces
+        names = [
+            [span.name for span in client.get_trace(t.info.request_id).data.spans]
+            for t in traces_of(project, run.info.run_id, flush=False)
+        ]
+        assert ["inner_call"] in names, names
 
     def test_failing_node_span_is_an_error_with_the_exception_scrubbed(
         self, project: Any
