@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kedro.runner import ParallelRunner, SequentialRunner
 
 NODES = """
 import mlflow
@@ -67,8 +68,16 @@ def family(project: Any) -> tuple[Any, dict[str, Any]]:
 
 
 class TestChildRunPerNamespace:
-    def test_each_namespace_has_its_params_and_metrics(self, project: Any) -> None:
-        project.run()
+    @pytest.mark.parametrize(
+        "runner",
+        # ParallelRunner's workers are forked here (Linux): they know the children
+        [SequentialRunner, lambda: ParallelRunner(max_workers=2)],
+        ids=["sequential", "parallel"],
+    )
+    def test_each_namespace_has_its_params_and_metrics(
+        self, project: Any, runner: Any
+    ) -> None:
+        project.run(runner=runner())
         parent, children = family(project)
         assert sorted(children) == ["model_a", "model_b"]
         a, b = children["model_a"], children["model_b"]
