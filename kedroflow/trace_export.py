@@ -54,6 +54,7 @@ def one_batch_tracer() -> Iterator[None]:
     try:
         end_tracer()
         yield
+        _export_in_caller()
     finally:
         for name, value in saved.items():
             if value is None:
@@ -68,6 +69,27 @@ def end_tracer() -> None:
 
     reset: Any = mlflow.tracing.reset  # untyped in MLflow
     reset()
+
+
+def _export_in_caller() -> None:
+    """The run's tracer sends its batch in the thread that flushes it (the run's end).
+
+    Uses an MLflow internal (the exporter's async flag), in this function only. MLflow
+    batches spans only with its async export on, which adds a second queue with its own
+    threads: the run's end would wait for them, and stopping them (as any new tracer,
+    or ``mlflow.set_tracking_uri``, does) waits up to a second for their idle loop,
+    which every run would pay. The batch already leaves the nodes' threads alone, so
+    the queue buys nothing here. Without that flag (another MLflow), the queue stays
+    and :func:`send` waits for it.
+    """
+    try:
+        from mlflow.tracing import provider
+
+        exporter = provider._get_trace_exporter()  # type: ignore[no-untyped-call]
+        if exporter is not None and hasattr(exporter, "_is_async_enabled"):
+            exporter._is_async_enabled = False
+    except Exception:
+        logger.debug("kedroflow: MLflow sends the trace from its queue", exc_info=True)
 
 
 def send(timeout: float = SEND_TIMEOUT) -> None:

@@ -21,6 +21,7 @@ The trace costs the same few requests whatever the node count, sent when the run
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -90,6 +91,10 @@ def error_event(error: BaseException, scrub: Callable[[str], str]) -> dict[str, 
     }
 
 
+class Interrupted(BaseException):
+    """The error of a trace whose process exits before the run ends."""
+
+
 @dataclass
 class _Open:
     """A node's span while the node runs (its I/O included)."""
@@ -111,6 +116,7 @@ class RunTrace:
     _nodes: dict[str, _Open] = field(default_factory=dict)
     _io: dict[tuple[str, str, str], Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _ended: bool = False
 
     @classmethod
     def start(
@@ -135,7 +141,11 @@ class RunTrace:
         span_dir = Path(tempfile.mkdtemp(prefix="kedroflow-spans-"))
         (span_dir / _SETTINGS).write_text(json.dumps({"datasets": datasets}))
         os.environ[SPAN_DIR_ENV] = str(span_dir)
-        return cls(root, datasets, scrub, span_dir)
+        trace = cls(root, datasets, scrub, span_dir)
+        # registered after MLflow's tracer (made by the root span), so it runs before
+        # the tracer's own exit handler stops it: an interrupted run sends its trace
+        atexit.register(trace._at_exit)
+        return trace
 
     @property
     def trace_id(self) -> str:
@@ -199,6 +209,11 @@ class RunTrace:
 
     def finish(self, error: BaseException | None = None) -> None:
         """End every open span, add the workers' spans, end the trace and send it."""
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        atexit.unregister(self._at_exit)
         for key in list(self._io):
             self._end_io(*key)
         for name in list(self._nodes):
@@ -215,6 +230,11 @@ class RunTrace:
         self.root.end()
         trace_export.send()
         trace_export.end_tracer()
+
+    def _at_exit(self) -> None:
+        """At interpreter exit (Ctrl-C, SIGTERM) before the run's end: end the trace."""
+        if self.pid == os.getpid():
+            self.finish(Interrupted("the run was interrupted (Ctrl-C or SIGTERM)"))
 
     def _start_io(self, action: str, name: str, node_name: str) -> None:
         import mlflow

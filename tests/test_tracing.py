@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kedro.runner import ParallelRunner, SequentialRunner, ThreadRunner
 
 NODES = """
+import time
+from pathlib import Path
+
 import mlflow
 
 
@@ -26,12 +34,18 @@ def train(x, model):
 
 def explode(a):
     raise ValueError(f"cannot reach db with password s3cr3t-value-42 (a={a})")
+
+
+def wait(x, marker):
+    Path(marker).write_text("started")
+    time.sleep(120)
+    return x
 """
 
 REGISTRY = """
 from kedro.pipeline import Node, Pipeline
 
-from fake_project.nodes import explode, prepare, train
+from fake_project.nodes import explode, prepare, train, wait
 
 
 def register_pipelines():
@@ -46,6 +60,12 @@ def register_pipelines():
     return {
         "__default__": main,
         "failing": Pipeline([Node(explode, "params:a", "never", name="explode")]),
+        "interrupted": Pipeline(
+            [
+                Node(prepare, "params:a", "prepared", name="prepare"),
+                Node(wait, ["prepared", "params:marker"], "never", name="wait"),
+            ]
+        ),
     }
 """
 
@@ -54,15 +74,15 @@ def register_pipelines():
 def project(kedro_project: Any) -> Any:
     kedro_project.write("src/fake_project/nodes.py", NODES)
     kedro_project.write_pipelines(REGISTRY)
-    kedro_project.write("conf/base/parameters.yml", "a: 2\nmodel:\n  lr: 0.1\n")
+    kedro_project.write(
+        "conf/base/parameters.yml",
+        f"a: 2\nmodel:\n  lr: 0.1\nmarker: {kedro_project.path / 'started'}\n",
+    )
     return kedro_project
 
 
-def traces_of(project: Any, run_id: str, *, flush: bool = True) -> list[Any]:
-    import mlflow
-
-    if flush:  # what MLflow sends in the background (a worker's traces are sent)
-        mlflow.flush_trace_async_logging()
+def traces_of(project: Any, run_id: str) -> list[Any]:
+    """The run's traces, read as soon as the run returned (its end waited for them)."""
     client = project.client()
     experiment = client.get_experiment_by_name("fake_project")
     found = client.search_traces(experiment_ids=[experiment.experiment_id])
@@ -131,10 +151,10 @@ class TestOneTracePerRun:
         project.run(runner=ParallelRunner(max_workers=2))
         run = project.only_run()
         client = project.client()
-        # read as soon as the run returned: the workers sent their traces
+        # the workers sent their traces before they ended
         names = [
             [span.name for span in client.get_trace(t.info.request_id).data.spans]
-            for t in traces_of(project, run.info.run_id, flush=False)
+            for t in traces_of(project, run.info.run_id)
         ]
         assert ["inner_call"] in names, names
 
@@ -157,6 +177,33 @@ class TestOneTracePerRun:
         )
         assert "s3cr3t-value-42" not in str(trace.to_dict())
         assert run.info.status == "FAILED"
+
+    def test_sigterm_during_a_node_keeps_the_trace_of_what_ran(
+        self, project: Any, pipelines_option: str
+    ) -> None:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "kedro"), "run", pipelines_option,
+             "interrupted"],
+            cwd=project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 180
+            while not (project.path / "started").exists():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the waiting node never started:\n{process.stdout}")
+                time.sleep(0.2)
+            process.send_signal(signal.SIGTERM)
+            output = process.communicate(timeout=90)[0]
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        run, trace = the_trace(project)
+        assert run.info.status == "KILLED", output
+        spans = spans_by_name(trace)
+        assert {"prepare", "inner_call", "wait"} <= spans.keys()
+        assert spans["inner_call"].parent_id == spans["prepare"].span_id
 
     def test_dataset_spans_on_request(self, project: Any) -> None:
         project.write(
