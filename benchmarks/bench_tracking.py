@@ -23,6 +23,8 @@ Run ``python benchmarks/bench_tracking.py [--quick]`` (about 5 minutes, 3 with
    * ``server``: kedroflow tracking to a local ``mlflow server`` on 127.0.0.1, which the
      script starts and stops (backend: PostgreSQL from ``.ci/postgres.sh`` when it is
      available, else SQLite in the tmp dir; artifacts served by the server);
+   * ``sqlite_untraced``, ``server_untraced``: the same with
+     ``tracking.tracing.enabled: false`` (the difference is what the trace costs);
 
 3. counts the HTTP requests each server run sends, by endpoint (client side, by
    wrapping ``requests`` and ``urllib.request`` in this process);
@@ -66,7 +68,10 @@ GROUPS, SUBGROUPS, LEAVES = 30, 5, 2
 N_PARAMS = GROUPS * SUBGROUPS * LEAVES
 NODE_COUNTS = (10, 50, 1000)
 METRICS, ARTIFACTS = 20, 5
-MODES = ("none", "off", "sqlite", "server")
+MODES = ("none", "off", "sqlite", "server", "sqlite_untraced", "server_untraced")
+#: The Kedro env of each mode (``*_untraced``: ``tracking.tracing.enabled: false``).
+ENVS = {"none": "plain", "off": "sqlite", "sqlite": "sqlite", "server": "server",
+        "sqlite_untraced": "sqlite_untraced", "server_untraced": "server_untraced"}  # fmt: skip
 #: Requests per run on the full scenario (issue 15), whatever the metric/node count.
 FULL_TARGET = 18
 
@@ -261,7 +266,9 @@ def tracked_catalog() -> str:
     return metrics + reports
 
 
-def write_env(project: Path, env: str, tracking_uri: str) -> None:
+def write_env(
+    project: Path, env: str, tracking_uri: str, *, tracing: bool = True
+) -> None:
     """A Kedro env whose ``mlflow.yml`` points at ``tracking_uri``."""
     folder = project / "conf" / env
     folder.mkdir(exist_ok=True)
@@ -271,6 +278,7 @@ def write_env(project: Path, env: str, tracking_uri: str) -> None:
         f"tracking:\n  experiment:\n    name: {PACKAGE}\n"
         # One MLflow parameter per leaf: the 300 parameters of the scenario.
         "  params:\n    dict_params:\n      flatten: true\n      recursive: true\n"
+        f"  tracing:\n    enabled: {'true' if tracing else 'false'}\n"
     )
 
 
@@ -317,10 +325,10 @@ class Runner:
         elif mode == "off":
             os.environ["KEDROFLOW_DISABLE_TRACKING"] = "1"
         # ``none`` runs the plain Kedro catalog: kedroflow's datasets need the plugin
-        env = {"none": "plain", "server": "server"}.get(mode, "sqlite")
+        env = ENVS[mode]
         sys.modules.pop(f"{PACKAGE}.settings", None)  # settings.py is read anew
         bootstrap_project(self.project)
-        counter = self.counter if mode == "server" else None
+        counter = self.counter if mode.startswith("server") else None
         if counter is not None:
             counter.reset()
             counter.__enter__()
@@ -588,34 +596,42 @@ def load_average() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def report_runs(title: str, results: dict[str, dict[str, Any]], target: int) -> None:
+def report_runs(
+    title: str, results: dict[str, dict[str, Any]], target: int, nodes: int = 0
+) -> None:
     base = median(results["none"]["times"])
     print(
         f"\n{title}, {N_PARAMS} parameters (median of "
         f"{len(results['none']['times'])}; {load_average()}):"
     )
-    print(f"  {'mode':<8} {'time s':>8} {'ratio':>7} {'calls':>6}  target")
-    limits = {"sqlite": 3.0, "server": 5.0}
+    print(f"  {'mode':<15} {'time s':>8} {'ratio':>7} {'calls':>6}  target")
     for mode, data in results.items():
         t = median(data["times"])
         calls = max(data["requests"])
         notes = []
-        if mode in limits:
-            ok = t / base <= limits[mode]
-            notes.append(f"time <= {limits[mode]:.0f}x: {'ok' if ok else 'MISSED'}")
-        if mode == "server":
+        limit = {"sqlite": 3.0, "server": 5.0}.get(mode.split("_")[0])
+        if limit is not None:
+            ok = t / base <= limit
+            notes.append(f"time <= {limit:.0f}x: {'ok' if ok else 'MISSED'}")
+        if mode.startswith("server"):
             notes.append(
                 f"HTTP requests <= {target}: {'ok' if calls <= target else 'MISSED'}"
             )
         else:
             notes.append("calls = SQL commits")
-        print(f"  {mode:<8} {t:8.3f} {t / base:6.2f}x {calls:>6}  {'; '.join(notes)}")
-    endpoints = results.get("server", {}).get("endpoints")
-    if endpoints:
-        print(
-            "  HTTP requests of one run: "
-            + ", ".join(f"{k} x{v}" for k, v in endpoints.items())
-        )
+        print(f"  {mode:<15} {t:8.3f} {t / base:6.2f}x {calls:>6}  {'; '.join(notes)}")
+    for store in ("sqlite", "server"):
+        if nodes and f"{store}_untraced" in results:
+            extra = median(results[store]["times"])
+            extra -= median(results[f"{store}_untraced"]["times"])
+            print(f"  tracing on {store}: {extra * 1000:+.0f} ms a run, "
+                  f"{extra * 1000 / nodes:+.2f} ms per node span")  # fmt: skip
+    for mode in ("server", "server_untraced"):
+        if endpoints := results.get(mode, {}).get("endpoints"):
+            print(
+                f"  HTTP requests of one {mode} run: "
+                + ", ".join(f"{k} x{v}" for k, v in endpoints.items())
+            )
 
 
 def profile_runs(runner: Runner, mode: str, runs: int = 3) -> None:
@@ -669,14 +685,16 @@ def bench_stores(args: argparse.Namespace, root: Path, project: Path) -> int:
         with mlflow_server(backend, root / "server-artifacts") as server:
             write_env(project, "sqlite", "sqlite:///mlflow.db")
             write_env(project, "server", server.url)
+            write_env(project, "sqlite_untraced", "sqlite:///mlflow.db", tracing=False)
+            write_env(project, "server_untraced", server.url, tracing=False)
             runner = Runner(project, server.url)
             results = measure(runner, "full50", MODES, reps)
-            report_runs(f"Full scenario: {full}", results, FULL_TARGET)
+            report_runs(f"Full scenario: {full}", results, FULL_TARGET, 50)
             local = f"sqlite:///{project / 'mlflow.db'}"
             print("  last SQLite run:", check_last_run(project, local))
             print("  last server run:", check_last_run(project, server.url))
             results = measure(runner, "n50", MODES, reps)
-            report_runs("Without datasets: 50 nodes", results, target)
+            report_runs("Without datasets: 50 nodes", results, target, 50)
             sides = {
                 "full50_m1": f"Full scenario with 1 metric dataset (not {METRICS})",
                 "full200": "Full scenario with 200 nodes",
