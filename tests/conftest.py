@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,28 @@ class KedroProject:
                 f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-6000:]}"
             )
         return result
+
+    def interrupt(self, args: list[str], marker: Path, signum: int) -> tuple[int, str]:
+        """``kedro run *args`` in a subprocess, sent ``signum`` once a node wrote
+        ``marker``: its exit code and output."""
+        process = subprocess.Popen(
+            [str(BIN / "kedro"), "run", *args], cwd=self.path, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 180
+            while not marker.exists() and time.monotonic() < deadline:
+                if process.poll() is not None:
+                    pytest.fail(f"kedro run ended early:\n{process.communicate()[0]}")
+                time.sleep(0.2)
+            assert marker.exists(), "the waiting node never started"
+            process.send_signal(signum)
+            output = process.communicate(timeout=90)[0]
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        return process.returncode, output
 
     def client(self) -> Any:
         from mlflow.tracking import MlflowClient

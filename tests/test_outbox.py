@@ -9,10 +9,6 @@ unbuffered saves would have given them.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -181,26 +177,10 @@ class TestInterrupted:
         self, project: Any, pipelines_option: str, signum: int
     ) -> None:
         marker = project.path / "node-started"
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "kedro"), "run", pipelines_option,
-             "interrupted"],
-            cwd=project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 180
-            while not marker.exists() and time.monotonic() < deadline:
-                if process.poll() is not None:
-                    pytest.fail(f"kedro run ended early:\n{process.communicate()[0]}")
-                time.sleep(0.2)
-            assert marker.exists(), "the waiting node never started"
-            process.send_signal(signum)
-            output = process.communicate(timeout=90)[0]
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-        assert process.returncode != 0, output
+        code, output = project.interrupt(
+            [pipelines_option, "interrupted"], marker, signum
+        )
+        assert code != 0, output
         run = project.only_run()
         assert run.info.status == "KILLED", output
         assert logged(project, run) == FIRST

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,24 +177,10 @@ class TestOneTracePerRun:
     def test_sigterm_during_a_node_keeps_the_trace_of_what_ran(
         self, project: Any, pipelines_option: str
     ) -> None:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "kedro"), "run", pipelines_option,
-             "interrupted"],
-            cwd=project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 180
-            while not (project.path / "started").exists():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the waiting node never started:\n{process.stdout}")
-                time.sleep(0.2)
-            process.send_signal(signal.SIGTERM)
-            output = process.communicate(timeout=90)[0]
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+        marker = project.path / "started"
+        _, output = project.interrupt(
+            [pipelines_option, "interrupted"], marker, signal.SIGTERM
+        )
         run, trace = the_trace(project)
         assert run.info.status == "KILLED", output
         spans = spans_by_name(trace)
