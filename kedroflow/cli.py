@@ -255,10 +255,10 @@ def modelify(  # noqa: PLR0917
     config = load_project_config(metadata, env)
     from kedro.framework.project import pipelines
 
+    from kedroflow.cli_project import command_run
     from kedroflow.packaging import log_pipeline_model
     from kedroflow.provenance import git_info
     from kedroflow.secrets import Secrets, project_credentials
-    from kedroflow.tracking import command_run
 
     if pipeline_name not in pipelines:
         raise KedroflowCliError(

@@ -1,7 +1,7 @@
 """What a ``kedro mlflow`` command needs of the project, and its one clear error.
 
 The project's ``mlflow.yml`` for an env, the ``conf/<env>`` folder, the project's
-context and MLflow on its stores; kedroflow's and MLflow's errors turned into the
+context and MLflow on its stores, the run a command logs to (:func:`command_run`); kedroflow's and MLflow's errors turned into the
 command's error (URIs masked). Imports nothing heavy at load time, like the CLI.
 """
 
@@ -15,10 +15,12 @@ from click import ClickException as KedroflowCliError
 from kedroflow.secrets import mask_uri
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
     from pathlib import Path
 
     from kedro.framework.startup import ProjectMetadata
+
+    from kedroflow.stores import Stores
 
 
 @contextlib.contextmanager
@@ -91,3 +93,26 @@ def env_dir(metadata: ProjectMetadata, env: str) -> Path:
             f"first, or pass --env with one of: {', '.join(envs) or '(none found)'}."
         )
     return folder
+
+
+@contextlib.contextmanager
+def command_run(
+    stores: Stores,
+    experiment_id: str,
+    *,
+    run_id: str | None,
+    run_name: str,
+    tags: Mapping[str, str],
+) -> Iterator[str]:
+    """``run_id``, else a new run of ``experiment_id`` for a command such as
+    ``kedro mlflow modelify``: FINISHED when the block succeeds, FAILED otherwise."""
+    if run_id:
+        yield run_id
+        return
+    run = stores.client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    status = "FAILED"
+    try:
+        yield run.info.run_id
+        status = "FINISHED"
+    finally:
+        stores.client.set_terminated(run.info.run_id, status)

@@ -8,9 +8,10 @@ a node may do to it (a child run left open, ``mlflow.end_run()`` on the kedro ru
 
 MLflow has no public API to make an existing run active in a thread without two
 requests (``start_run(run_id=...)`` fetches and updates the run), and a node-level cost
-would grow with the node count. So this is the one module that touches MLflow's fluent
-internals (``_active_run_stack``, ``_active_experiment_id``, present in every MLflow 3.x):
-pushing the run costs no request.
+would grow with the node count. So this module touches MLflow's fluent internals
+(``_active_run_stack``, ``_active_experiment_id``, present in every MLflow 3.x): pushing
+the run costs no request. The only other one is :mod:`kedroflow.failover`, which takes
+a run whose server is lost off the stack (ending it would need that server).
 """
 
 from __future__ import annotations

@@ -161,11 +161,14 @@ class MlflowHook:
     def after_pipeline_run(
         self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
     ) -> None:
-        if not self._owns(run_params):
+        config = self._config
+        if not self._owns(run_params) or config is None:
             os.environ.pop(TRACKING_OFF_ENV, None)
             return
+        from kedroflow.training import log_run_outputs
+
         try:
-            self._log_run_outputs(normalize_run_params(run_params), pipeline, catalog)
+            log_run_outputs(normalize_run_params(run_params), pipeline, catalog, config)
         except BaseException as error:
             self._end_run("FAILED", error)
             raise
@@ -201,14 +204,10 @@ class MlflowHook:
     def after_node_run(self, node: Node) -> None:
         if (observer := self._node_observer()) is not None:
             observer.after_node(node)
-        if (
-            self._tracked
-        ):  # metrics that waited too long go now, while the next node runs
+        if self._tracked:  # metrics that waited too long go now; is the server lost?
             from kedroflow import tracking
 
-            run = tracking.current_run()
-            if run is not None and run.outbox is not None:
-                run.outbox.flush_if_due()
+            tracking.node_done()
 
     @hook_impl
     def on_node_error(self, error: Exception, node: Node) -> None:
@@ -282,7 +281,7 @@ class MlflowHook:
         os.environ.pop(AUTO_LOG_ENV, None)
         try:
             if observer is not None:
-                observer.finish(error)
+                _finish(observer, error)
         finally:
             tracking.end_run(status, error)
             self._session_env.forget_credentials()
@@ -308,47 +307,21 @@ class MlflowHook:
             return True
         return False
 
-    def _log_run_outputs(
-        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
-    ) -> None:
-        """Record the run's lineage and, for a training pipeline, its governed model."""
-        from kedro.framework.project import pipelines as registry
 
-        from kedroflow import tracking
-        from kedroflow.governance import govern_model
-        from kedroflow.io.lineage import record_lineage
-        from kedroflow.pipeline import find_pipeline_ml
-        from kedroflow.training import log_training_model
+def _finish(observer: RunObserver, error: BaseException | None) -> None:
+    """Close the observer; what a lost server refuses is kept offline instead."""
+    from kedroflow import tracking
 
-        run = tracking.current_run()
-        if run is None:
-            return
-        names = pipeline_names(run_params)
-        training = bool(find_pipeline_ml(registry, names, pipeline))
-        record_lineage(
-            catalog, pipeline.all_inputs(), pipeline.all_outputs(), run=run,
-            context="training" if training else "inference",
-        )  # fmt: skip
-        if training and run.outbox is not None:
-            # the model, its gate and card read the run's metrics: send them first
-            run.outbox.flush_metrics()
-        config = self._config
-        logged = log_training_model(
-            names, run_params, pipeline, catalog, run_id=run.run_id,
-            client=run.stores.client,
-            redact=self._config.tracking.params.redact if self._config else (),
-            secrets=run.secrets,
-            log_untrained=bool(config and config.tracking.pipeline_model.log_untrained),
-        )  # fmt: skip
-        for ml, info in logged:
-            govern_model(
-                run.stores.client, info, run_id=run.run_id, catalog=catalog,
-                input_name=ml.input_name, evaluation=ml.evaluation,
-                registered_model_name=ml.log_model_kwargs.get("registered_model_name"),
-                alias=ml.log_model_kwargs.get("registered_model_alias"),
-                promote_if=ml.log_model_kwargs.get("promote_if"),
-                tracking_uri=run.stores.tracking_uri,
-            )  # fmt: skip
+    try:
+        observer.finish(error)
+    except Exception as closing:
+        if tracking.fail_over() is None:
+            raise
+        logger.warning(
+            "kedroflow: child runs or the trace of the run stay as the lost server "
+            "had them: %s",
+            closing,  # scrubbed by the run's log scrubber
+        )
 
 
 def _run_scope(

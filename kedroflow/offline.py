@@ -35,8 +35,9 @@ from mlflow.tracking import MlflowClient
 from kedroflow import owner, replay
 from kedroflow.errors import KedroflowError
 from kedroflow.locks import LockTimeout, file_lock
+from kedroflow.offline_tags import OFFLINE_FOR_TAG
 from kedroflow.secrets import mask_uri, strip_userinfo
-from kedroflow.stores import OFFLINE_FOR_TAG, Stores, configured, offline_store
+from kedroflow.stores import Stores, configured, offline_store
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -79,11 +80,17 @@ class SyncReport:
         done = [
             f"offline run {run.offline_run_id} -> run {run.run_id} ({run.status}) in "
             f"experiment '{run.experiment}' at {where} ({run.models} model(s))"
-            + (", interrupted upload completed" if run.resumed else "")
+            + _how(run)
             for run, where in self.uploaded
         ]
         total = f"{len(self.uploaded)} run(s) uploaded."
         return [*done, *self.waiting, *self.errors, total]
+
+
+def _how(run: replay.SyncedRun) -> str:
+    if run.continued:
+        return ", the rest of the run, kept offline when its server was lost"
+    return ", interrupted upload completed" if run.resumed else ""
 
 
 def sync_offline_runs(

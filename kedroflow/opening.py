@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from kedroflow import shared_runs
 from kedroflow import stores as stores_
 from kedroflow.errors import TrackingError
+from kedroflow.offline_tags import OFFLINE_FOR_TAG
 from kedroflow.outbox import Outbox
 from kedroflow.owner import owner_tags
 from kedroflow.params import clip
@@ -61,6 +62,22 @@ class OpenRun:
     pushed: bool  # pushed on MLflow's fluent stack in this thread
     saved: SavedEnvironment  # the environment before the run, restored at its end
     participant: shared_runs.Participant | None = None  # shared run: this process
+    #: on_tracking_error: continue, on a server: how the rest goes offline if it is lost
+    plan: Plan | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the offline continuation of a run needs (:mod:`kedroflow.failover`)."""
+
+    config: KedroflowConfig
+    project_path: Path
+    run_name: str
+    tags: Mapping[str, str]  # the run's own tags, as logged (scrubbed)
+
+    @property
+    def timeout(self) -> float:
+        return self.config.server.connect_timeout
 
 
 @dataclass(frozen=True)
@@ -119,7 +136,7 @@ class Opening:
         )
         offline.activate()
         # what `kedro mlflow sync` needs: the server meant, and whether we still run
-        tags = {**tags, stores_.OFFLINE_FOR_TAG: offline.offline_for, **owner_tags()}
+        tags = {**tags, OFFLINE_FOR_TAG: offline.offline_for, **owner_tags()}
         return self.open(offline, run_name, tags)
 
     def open(self, stores: Stores, run_name: str, tags: dict[str, Any]) -> OpenRun:
@@ -142,13 +159,13 @@ class Opening:
             log_tags(current, values)
             return OpenRun(current, False, False, self.saved)
         experiment_id = stores_.experiment_id(self.config, self.project_path, stores)
-        run = mlflow.start_run(
-            experiment_id=experiment_id,
-            run_name=self.secrets.scrub(run_name),
-            tags=values,
-        )
+        name = self.secrets.scrub(run_name)
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=values)
         current = self._current(stores, run.info, history_known=True)
-        return OpenRun(current, True, True, self.saved)
+        plan = None
+        if self.config.server.on_tracking_error == "continue" and stores.remote:
+            plan = Plan(self.config, self.project_path, name, values)
+        return OpenRun(current, True, True, self.saved, plan=plan)
 
     def _current(self, stores: Stores, info: Any, *, history_known: bool) -> CurrentRun:
         """The run value, with an outbox that uploads straight to its artifact root.

@@ -112,8 +112,33 @@ class Outbox:
         self._pool: ThreadPoolExecutor | None = None  # started by the first upload
         self._uploads: list[Future[None]] = []
         self._failures: list[Undelivered] = []
+        self._seen = 0  # failures already reported by new_failure()
         self._repository: Any = None
         self._closed = False
+
+    def successor(
+        self, client: MlflowClient, run_id: str, artifact_uri: str | None
+    ) -> Outbox:
+        """The outbox of the run that continues this one (kedroflow.failover).
+
+        It knows the steps logged here, so metric datasets go on where they were.
+        """
+        outbox = Outbox(
+            client,
+            run_id,
+            artifact_uri=artifact_uri,
+            history_known=self._history_known,
+        )
+        with self._lock:
+            outbox._steps = dict(self._steps)
+        return outbox
+
+    def new_failure(self) -> bool:
+        """True if a send or an upload failed since the last call (each failure is
+        kept for :meth:`close`): the run then checks whether its server is lost."""
+        with self._lock:
+            seen, self._seen = self._seen, len(self._failures)
+            return self._seen > seen
 
     @property
     def active(self) -> bool:

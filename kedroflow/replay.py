@@ -26,6 +26,15 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities.logged_model_status import LoggedModelStatus
 from mlflow.exceptions import MlflowException
 
+from kedroflow.offline_tags import (
+    CONTINUES_TAG,
+    DONE,
+    PENDING_TAG,
+    STATE_TAG,
+    SYNCED_TAG,
+    UPLOADING,
+)
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
@@ -35,11 +44,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-SYNCED_TAG = "kedroflow.synced_to"  # on the offline run: its server run id
-STATE_TAG = "kedroflow.sync_state"  # on the offline run: uploading | done
 SYNCED_FROM_TAG = "kedroflow.synced_from"  # on server runs and models: the offline id
-UPLOADING, DONE = "uploading", "done"
-_OWN_TAGS = {SYNCED_TAG, STATE_TAG}
+_OWN_TAGS = {SYNCED_TAG, STATE_TAG, CONTINUES_TAG}
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class SyncedRun:
     models: int
     status: str
     resumed: bool  # an interrupted upload was completed
+    continued: bool = False  # the rest of a server run its server lost mid-run
 
 
 def is_uploaded(tags: Mapping[str, str]) -> bool:
@@ -94,8 +101,13 @@ def upload_run(
             tmp=Path(tmp),
         )
     target.set_terminated(run_id, info.status, end_time=info.end_time)
+    continued = CONTINUES_TAG in run.data.tags
+    if continued and PENDING_TAG in target.get_run(run_id).data.tags:
+        target.delete_tag(run_id, PENDING_TAG)  # the run is complete now
     source.set_tag(info.run_id, STATE_TAG, DONE)
-    return SyncedRun(info.run_id, run_id, experiment, models, info.status, resumed)
+    return SyncedRun(
+        info.run_id, run_id, experiment, models, info.status, resumed, continued
+    )
 
 
 def _experiment_id(target: MlflowClient, name: str) -> str:

@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Tag of a run tracked offline: the server URI it was meant for, without user-info.
-OFFLINE_FOR_TAG = "kedroflow.offline_for"
 _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 #: mlflow.yml server key -> MLflow's environment variable.
 _HTTP_ENV = {
@@ -321,17 +319,23 @@ def _create_experiment(
     location = kwargs.artifact_location
     if location and "://" not in location and not Path(location).is_absolute():
         location = (project_path / location).resolve().as_uri()
-    uri = stores.tracking_uri
-    if location is None and uri.startswith("sqlite:"):
-        # next to the SQLite file, not in whatever the current directory is
-        database = Path(uri[len("sqlite:///") :])
-        name = sanitize_key(experiment.name, limits().key).replace("/", "_")
-        location = (database.parent / "mlartifacts" / name).as_uri()
+    if location is None:
+        location = sqlite_artifact_location(stores.tracking_uri, experiment.name)
     return str(
         stores.client.create_experiment(
             experiment.name, artifact_location=location, tags=kwargs.tags
         )
     )
+
+
+def sqlite_artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Where a SQLite store keeps ``experiment``'s artifacts: next to its file, not in
+    whatever the current directory is. None for other stores (their own default)."""
+    if not tracking_uri.startswith("sqlite:"):
+        return None
+    database = Path(tracking_uri[len("sqlite:///") :])
+    name = sanitize_key(experiment, limits().key).replace("/", "_")
+    return (database.parent / "mlartifacts" / name).as_uri()
 
 
 @dataclass(frozen=True)

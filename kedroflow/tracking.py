@@ -10,12 +10,14 @@ holds, closes the run and restores the process environment; so do Ctrl-C and SIG
 (:class:`~kedroflow.interrupts.ExitGuard`). Everything logs through an explicit run id,
 because MLflow's active run is thread-local and ThreadRunner/ParallelRunner workers do
 not see it.
-Datasets ask :func:`current_run`, never the hook.
+Datasets ask :func:`current_run`, never the hook. With ``on_tracking_error:
+continue``, a server lost mid-run hands the rest of the run to an offline continuation
+(:mod:`kedroflow.failover`, :func:`fail_over`, :func:`node_done`), which becomes the
+open run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -26,7 +28,7 @@ import mlflow
 from mlflow.entities import Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
-from kedroflow import shared_runs
+from kedroflow import failover, shared_runs
 from kedroflow import stores as stores_
 from kedroflow.config import TRACKING_OFF_ENV, WORKER_RUN_ENV
 from kedroflow.interrupts import ExitGuard
@@ -37,7 +39,7 @@ from kedroflow.secrets import LogScrubber, Secrets, scrub_exception
 from kedroflow.stores import Stores, limits
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Mapping
     from pathlib import Path
 
     from kedroflow.config import KedroflowConfig, ParamsConfig
@@ -52,13 +54,14 @@ __all__ = [
     "RUN_ID_ENV_VAR",
     "TRACKING_URI_ENV_VAR",
     "CurrentRun",
-    "command_run",
     "current_run",
     "current_stores",
     "end_run",
+    "fail_over",
     "log_params",
     "log_tags",
     "log_text",
+    "node_done",
     "reset",
     "start_run",
     "tag_values",
@@ -209,19 +212,25 @@ def end_run(status: str = "FINISHED", error: BaseException | None = None) -> Non
 
     The outbox delivers what it holds first. When some of it cannot be delivered, a
     run that would have FINISHED is FAILED instead and :class:`TrackingError` names
-    the datasets; after a failure, the node's error stays the one raised.
+    the datasets; after a failure, the node's error stays the one raised. With
+    ``on_tracking_error: continue``, what a lost server (or a refusing artifact
+    store) did not take is kept offline instead (:mod:`kedroflow.failover`).
     """
     with _STATE.lock:
         run = _STATE.run
         if run is None:
             return
-        undelivered = _deliver(run.current)
+        undelivered = run.current.outbox.close() if run.current.outbox else []
+        if undelivered and run.plan is not None:
+            run, undelivered = failover.keep_offline(run, undelivered, status)
+            _adopt(run)
+        _log_undelivered(run.current, undelivered)
         failure: TrackingError | None = None
         if undelivered and status == "FINISHED":
             failure = undelivered_error(run.current.run_id, undelivered)
             status, error = "FAILED", failure
         if error is not None:
-            _record_error(run.current, error)
+            _record_error(run, error)
         if error is None or error is failure:
             _close(status)
         else:  # the node's error is the one the user sees, not the server's
@@ -238,27 +247,69 @@ def end_run(status: str = "FINISHED", error: BaseException | None = None) -> Non
         raise failure
 
 
+def fail_over() -> CurrentRun | None:
+    """After a tracking request failed during the run: the run continued offline if
+    its server is lost (``on_tracking_error: continue``), else None."""
+    with _STATE.lock:
+        run = _STATE.run
+        switched = failover.switch_if_lost(run) if run is not None else None
+        if switched is not None:
+            _adopt(switched)
+        return switched.current if switched is not None else None
+
+
+def node_done() -> None:
+    """After a node: send the metrics that waited too long; after a send that
+    failed (once per failure), the rest goes offline if the server is lost."""
+    run = _STATE.run
+    outbox = run.current.outbox if run is not None else None
+    if run is None or outbox is None or not outbox.active:
+        return  # not the process that opened the run (a forked worker)
+    outbox.flush_if_due()
+    if run.plan is not None and outbox.new_failure():
+        fail_over()
+
+
+def _adopt(run: OpenRun) -> None:
+    """``run`` (an offline continuation) becomes the open run (lock held)."""
+    if run is not _STATE.run:
+        _STATE.run = run
+        _export(run.current)
+
+
 def _deliver(run: CurrentRun) -> list[Undelivered]:
     """Send what the run's outbox holds; log what could not be sent."""
     undelivered = run.outbox.close() if run.outbox is not None else []
+    _log_undelivered(run, undelivered)
+    return undelivered
+
+
+def _log_undelivered(run: CurrentRun, undelivered: list[Undelivered]) -> None:
     for item in undelivered:
         logger.error(
             "kedroflow: could not log %s to MLflow run %s",
             run.secrets.scrub(str(item)),
             run.run_id,
         )
-    return undelivered
 
 
-def _record_error(run: CurrentRun, error: BaseException) -> None:
-    scrub_exception(error, run.secrets)  # Kedro prints it after the run
-    message = run.secrets.scrub(f"{type(error).__name__}: {error}")
+def _record_error(run: OpenRun, error: BaseException) -> None:
+    secrets = run.current.secrets
+    scrub_exception(error, secrets)  # Kedro prints it after the run
+    message = clip(
+        secrets.scrub(f"{type(error).__name__}: {error}"), limits().tag_value
+    )
+
+    def record(open_run: OpenRun) -> None:
+        current = open_run.current
+        current.stores.client.set_tag(current.run_id, ERROR_TAG, message)
+
     try:
-        run.stores.client.set_tag(
-            run.run_id, ERROR_TAG, clip(message, limits().tag_value)
-        )
+        failover.attempt(run, record, _adopt)
     except MlflowException:
-        logger.exception("Could not record the error on MLflow run %s", run.run_id)
+        logger.exception(
+            "Could not record the error on MLflow run %s", run.current.run_id
+        )
 
 
 def log_params(
@@ -304,26 +355,30 @@ def reset() -> None:
 
 
 def _close(status: str) -> None:
-    """Close the open run (lock held by the caller)."""
+    """Close the open run (lock held by the caller); offline if its server is lost."""
     run = _STATE.run
     if run is None:
         return
-    _STATE.run = None
-    _unexport()
-    _STATE.guard.disarm()
-    run_id, client = run.current.run_id, run.current.stores.client
     try:
-        if run.participant:
-            shared_runs.leave(run.participant, status)
-        elif run.owned:
-            active = mlflow.active_run()
-            if run.pushed and active is not None and active.info.run_id == run_id:
-                mlflow.end_run(status)
-            else:
-                client.set_terminated(run_id, status)
+        failover.attempt(run, lambda open_run: _end(open_run, status), _adopt)
     finally:
+        _STATE.run = None
+        _unexport()
+        _STATE.guard.disarm()
         run.saved.restore()
         _STATE.logs.uninstall()
+
+
+def _end(run: OpenRun, status: str) -> None:
+    run_id, client = run.current.run_id, run.current.stores.client
+    if run.participant:
+        shared_runs.leave(run.participant, status)
+    elif run.owned:
+        active = mlflow.active_run()
+        if run.pushed and active is not None and active.info.run_id == run_id:
+            mlflow.end_run(status)
+        else:
+            client.set_terminated(run_id, status)
 
 
 def _export(run: CurrentRun) -> None:
@@ -335,26 +390,3 @@ def _export(run: CurrentRun) -> None:
 def _unexport() -> None:
     for name in (RUN_ID_ENV_VAR, TRACKING_URI_ENV_VAR, REGISTRY_URI_ENV_VAR):
         os.environ.pop(name, None)
-
-
-@contextlib.contextmanager
-def command_run(
-    stores: Stores,
-    experiment_id: str,
-    *,
-    run_id: str | None,
-    run_name: str,
-    tags: Mapping[str, str],
-) -> Iterator[str]:
-    """``run_id``, else a new run of ``experiment_id`` for a command such as
-    ``kedro mlflow modelify``: FINISHED when the block succeeds, FAILED otherwise."""
-    if run_id:
-        yield run_id
-        return
-    run = stores.client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
-    status = "FAILED"
-    try:
-        yield run.info.run_id
-        status = "FINISHED"
-    finally:
-        stores.client.set_terminated(run.info.run_id, status)

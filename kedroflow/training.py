@@ -1,4 +1,4 @@
-"""What the hook logs at the end of a training run: the bound inference pipeline.
+"""What the hook logs at the end of a run: lineage and, for training, its model.
 
 Kedro hooks get a plain ``Pipeline``: the ``PipelineML`` bindings are found again in
 the project's pipeline registry by the run's pipeline names. Each binding whose
@@ -16,18 +16,105 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from kedroflow import provenance
 from kedroflow.errors import ModelError
 from kedroflow.provenance import filter_options
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from kedro.pipeline import Pipeline
     from mlflow.tracking import MlflowClient
 
+    from kedroflow.config import KedroflowConfig
     from kedroflow.pipeline import PipelineML
     from kedroflow.secrets import Secrets
+    from kedroflow.tracking import CurrentRun
 
 logger = logging.getLogger(__name__)
+
+
+def log_run_outputs(
+    run_params: dict[str, Any],
+    pipeline: Pipeline,
+    catalog: Any,
+    config: KedroflowConfig,
+) -> None:
+    """Record the run's lineage and, for a training pipeline, its governed model.
+
+    If the server is lost meanwhile (``on_tracking_error: continue``), they are
+    recorded on the run's offline continuation instead (:func:`tracking.fail_over`).
+    """
+    from kedro.framework.project import pipelines as registry
+    from mlflow.exceptions import MlflowException
+
+    from kedroflow import tracking
+    from kedroflow.pipeline import find_pipeline_ml
+
+    run = tracking.current_run()
+    if run is None:
+        return
+    names = provenance.pipeline_names(run_params)
+    training = bool(find_pipeline_ml(registry, names, pipeline))
+    lineage = (catalog, pipeline.all_inputs(), pipeline.all_outputs())
+    context = "training" if training else "inference"
+    try:
+        _record_lineage(lineage, run, context)
+    except MlflowException as error:  # lineage never fails a run
+        continued = tracking.fail_over()
+        if continued is None:
+            logger.warning("kedroflow: could not record the run's lineage: %s", error)
+        else:
+            run = continued
+            _record_lineage(lineage, run, context)
+    if not training:
+        return
+    try:
+        _log_model(run, run_params, pipeline, catalog, config)
+    except Exception:
+        continued = tracking.fail_over()
+        if continued is None:
+            raise
+        _log_model(continued, run_params, pipeline, catalog, config)
+
+
+def _record_lineage(
+    lineage: tuple[Any, Iterable[str], Iterable[str]], run: CurrentRun, context: str
+) -> None:
+    from kedroflow.io.lineage import record_lineage
+
+    catalog, read, written = lineage
+    record_lineage(catalog, read, written, run=run, context=context, strict=True)
+
+
+def _log_model(
+    run: CurrentRun,
+    run_params: dict[str, Any],
+    pipeline: Pipeline,
+    catalog: Any,
+    config: KedroflowConfig,
+) -> None:
+    """Log the training run's model and govern it (gate, card, registration)."""
+    from kedroflow.governance import govern_model
+
+    if run.outbox is not None:
+        # the model, its gate and card read the run's metrics: send them first
+        run.outbox.flush_metrics()
+    logged = log_training_model(
+        provenance.pipeline_names(run_params), run_params, pipeline, catalog,
+        run_id=run.run_id, client=run.stores.client,
+        redact=config.tracking.params.redact, secrets=run.secrets,
+        log_untrained=config.tracking.pipeline_model.log_untrained,
+    )  # fmt: skip
+    for ml, info in logged:
+        govern_model(
+            run.stores.client, info, run_id=run.run_id, catalog=catalog,
+            input_name=ml.input_name, evaluation=ml.evaluation,
+            registered_model_name=ml.log_model_kwargs.get("registered_model_name"),
+            alias=ml.log_model_kwargs.get("registered_model_alias"),
+            promote_if=ml.log_model_kwargs.get("promote_if"),
+            tracking_uri=run.stores.tracking_uri,
+        )  # fmt: skip
 
 
 def check_training_models(

@@ -218,6 +218,7 @@ def record_lineage(
     *,
     run: CurrentRun,
     context: str,
+    strict: bool = False,
 ) -> list[DatasetInput]:
     """Record what a run read and wrote, linking each input to the run that wrote it.
 
@@ -227,7 +228,8 @@ def record_lineage(
     becomes a ``kedroflow.output.<digest>`` run tag; each input gets the context tag
     (``training`` or ``inference``) and, when a run of the experiment wrote the same
     data, ``kedroflow.produced_by`` (one search per input, none for data this run
-    wrote itself). Returns the inputs logged.
+    wrote itself). Returns the inputs logged. A failed request is logged as a
+    warning (lineage never fails a run), or raised if ``strict``.
     """
     from mlflow.entities import RunTag
 
@@ -262,6 +264,8 @@ def record_lineage(
         if inputs:
             client.log_inputs(run_id, datasets=inputs)
     except MlflowException as error:  # lineage never fails a run
+        if strict:
+            raise
         logger.warning(
             "kedroflow: could not record the run's lineage: %s", error.message
         )
