@@ -19,7 +19,9 @@ from kedro.framework.cli.utils import env_option
 
 from kedroflow.cli_project import (
     cli_errors,
+    command_target_run,
     env_dir,
+    inference_pipeline,
     load_project_config,
     project_stores,
 )
@@ -250,53 +252,27 @@ def modelify(  # noqa: PLR0917
     extra_pip_requirements: str | None,
 ) -> None:
     """Log any registered pipeline as an MLflow model, from the stored artifacts."""
-    if alias and not registered_model_name:
-        raise KedroflowCliError("--alias needs --registered-model-name.")
+    log_model_kwargs = _log_model_kwargs(
+        model_name, signature=infer_signature, input_example=infer_input_example,
+        code_paths=code_paths, registered_model_name=registered_model_name,
+        alias=alias, pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+    )  # fmt: skip
     config = load_project_config(metadata, env)
-    from kedro.framework.project import pipelines
-
-    from kedroflow.cli_project import command_run
     from kedroflow.packaging import log_pipeline_model
-    from kedroflow.provenance import git_info
     from kedroflow.secrets import Secrets, project_credentials
 
-    if pipeline_name not in pipelines:
-        raise KedroflowCliError(
-            f"No pipeline '{pipeline_name}'; registered: {', '.join(sorted(pipelines))}."
-        )
-    pipeline = pipelines[pipeline_name]
-    pipeline = getattr(pipeline, "inference", pipeline)
-    if input_name not in pipeline.inputs():
-        raise KedroflowCliError(
-            f"--input-name '{input_name}' is not an input of pipeline "
-            f"'{pipeline_name}'; its inputs are {sorted(pipeline.inputs())}."
-        )
-    kwargs: dict[str, Any] = {
-        "name": model_name,
-        "signature": "auto" if infer_signature else None,
-        "input_example": "auto" if infer_input_example else None,
-        "code_paths": list(code_paths) or None,
-        "registered_model_name": registered_model_name,
-        "registered_model_alias": alias,
-    }
-    for key, value in (("pip_requirements", pip_requirements),
-                       ("extra_pip_requirements", extra_pip_requirements)):  # fmt: skip
-        if value:
-            kwargs[key] = value if os.path.isfile(value) else value.split(",")
+    pipeline = inference_pipeline(pipeline_name, input_name)
     with cli_errors("MLflow refused the model"), project_stores(
         metadata, config, env, run_id
-    ) as (context, used), command_run(
-        used.stores, used.experiment_id, run_id=run_id,
-        run_name=f"modelify-{pipeline_name}",
-        tags={**git_info(metadata.project_path)[0],
-              "kedro.pipeline": pipeline_name, "kedroflow.command": "modelify"},
+    ) as (context, used), command_target_run(
+        metadata, used, "modelify", pipeline_name, run_id
     ) as target:  # fmt: skip
         info = log_pipeline_model(
             pipeline, context.catalog, input_name=input_name,
             output_name=output_name, run_id=target,
             kpm_kwargs={"copy_mode": copy_mode},
-            log_model_kwargs={k: v for k, v in kwargs.items() if v is not None}
-            | {k: kwargs[k] for k in ("signature", "input_example")},
+            log_model_kwargs=log_model_kwargs,
             tags={"kedroflow.pipeline": pipeline_name},
             client=used.stores.client,
             redact=config.tracking.params.redact,
@@ -310,6 +286,38 @@ def modelify(  # noqa: PLR0917
         click.echo(
             f"Registered as {registered_model_name} v{info.registered_model_version}"
         )
+
+
+def _log_model_kwargs(
+    name: str,
+    *,
+    signature: bool,
+    input_example: bool,
+    code_paths: tuple[str, ...],
+    registered_model_name: str | None,
+    alias: str | None,
+    pip_requirements: str | None,
+    extra_pip_requirements: str | None,
+) -> dict[str, Any]:
+    """``log_model`` arguments from modelify's options: the ones given, plus
+    ``signature`` and ``input_example`` always (None: not inferred)."""
+    if alias and not registered_model_name:
+        raise KedroflowCliError("--alias needs --registered-model-name.")
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "code_paths": list(code_paths) or None,
+        "registered_model_name": registered_model_name,
+        "registered_model_alias": alias,
+    }
+    for key, value in (("pip_requirements", pip_requirements),
+                       ("extra_pip_requirements", extra_pip_requirements)):  # fmt: skip
+        if value:
+            kwargs[key] = value if os.path.isfile(value) else value.split(",")
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    return given | {
+        "signature": "auto" if signature else None,
+        "input_example": "auto" if input_example else None,
+    }
 
 
 @mlflow_commands.command(name="lineage")

@@ -116,3 +116,41 @@ def command_run(
         status = "FINISHED"
     finally:
         stores.client.set_terminated(run.info.run_id, status)
+
+
+def command_target_run(
+    metadata: ProjectMetadata,
+    used: Any,
+    command: str,
+    pipeline_name: str,
+    run_id: str | None,
+) -> contextlib.AbstractContextManager[str]:
+    """The run a command logs to: ``--run-id``, else a new run of the experiment
+    (``<command>-<pipeline>``, tagged with the command, pipeline and git state)."""
+    from kedroflow.provenance import git_info
+
+    return command_run(
+        used.stores, used.experiment_id, run_id=run_id,
+        run_name=f"{command}-{pipeline_name}",
+        tags={**git_info(metadata.project_path)[0],
+              "kedro.pipeline": pipeline_name, "kedroflow.command": command},
+    )  # fmt: skip
+
+
+def inference_pipeline(pipeline_name: str, input_name: str) -> Any:
+    """The registered pipeline (a ``PipelineML``'s inference part) that takes
+    ``input_name`` (``kedro mlflow modelify``)."""
+    from kedro.framework.project import pipelines
+
+    if pipeline_name not in pipelines:
+        raise KedroflowCliError(
+            f"No pipeline '{pipeline_name}'; registered: {', '.join(sorted(pipelines))}."
+        )
+    pipeline = pipelines[pipeline_name]
+    pipeline = getattr(pipeline, "inference", pipeline)
+    if input_name not in pipeline.inputs():
+        raise KedroflowCliError(
+            f"--input-name '{input_name}' is not an input of pipeline "
+            f"'{pipeline_name}'; its inputs are {sorted(pipeline.inputs())}."
+        )
+    return pipeline
