@@ -1,7 +1,8 @@
 """What a ``kedro mlflow`` command needs of the project, and its one clear error.
 
 The project's ``mlflow.yml`` for an env, the ``conf/<env>`` folder, the project's
-context and MLflow on its stores, the run a command logs to (:func:`command_run`); kedroflow's and MLflow's errors turned into the
+context and MLflow on its stores, the inference pipeline it packages and the run it
+logs to (:func:`command_run`); kedroflow's and MLflow's errors turned into the
 command's error (URIs masked). Imports nothing heavy at load time, like the CLI.
 """
 
