@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from kedro.framework.hooks import hook_impl
 
+from kedroflow import provenance
 from kedroflow.config import (
     AUTO_LOG_ENV,
     TRACKING_OFF_ENV,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
     from kedroflow.io.auto_log import AutoLog
     from kedroflow.observer import RunObserver, RunScope
+    from kedroflow.tracking import CurrentRun
 
 logger = logging.getLogger(__name__)
 
@@ -107,30 +109,14 @@ class MlflowHook:
             return None
         with quiet_config_reads():  # before MLflow's import: see project_credentials
             credentials, project_params = project_credentials(context), context.params
-        from kedroflow import io, observer, provenance, shared_runs, tracking
-        from kedroflow.secrets import redacted_values
+        from kedroflow import io, observer, tracking
         from kedroflow.training import check_training_models
 
         check_training_models(names, run_params, pipeline, catalog)
-        project_path = Path(context.project_path)
-        git_tags, diff = provenance.git_info(project_path)
-        tags = provenance.run_tags(
-            config, run_params, env=context.env, project_path=project_path
-        )
-        try:
-            run = tracking.start_run(
-                config,
-                project_path=project_path,
-                run_name=config.tracking.run.name or "+".join(names),
-                tags={**git_tags, **tags},
-                credentials=credentials,
-                context=context,
-                secrets=redacted_values(project_params, config.tracking.params.redact),
-                part=shared_runs.part_id(node.name for node in pipeline.nodes),
-            )
-        except BaseException:
-            self._session_env.forget_credentials()  # a failed start leaves none behind
-            raise
+        run, tags, diff = self._start_run(
+            config, context, run_params, pipeline,
+            credentials=credentials, params=project_params,
+        )  # fmt: skip
         self._tracked.add(str(run_params.get("run_id")))
         if self._exit_pid is None:
             # runs before MLflow's own exit handler (registered at its import), which
@@ -138,7 +124,7 @@ class MlflowHook:
             atexit.register(self._unbind_at_exit)
             self._exit_pid = os.getpid()
         try:
-            params = _consumed_params(pipeline, catalog, run_params)
+            params = provenance.consumed_params(pipeline, catalog, run_params)
             run = tracking.log_params(run, params, config.tracking.params)
             if diff:
                 tracking.log_text(run, diff, "git/uncommitted.diff")
@@ -156,6 +142,42 @@ class MlflowHook:
             run.stores.display_uri,
         )
         return str(run_params.get("run_id"))
+
+    def _start_run(
+        self,
+        config: KedroflowConfig,
+        context: KedroContext,
+        run_params: dict[str, Any],
+        pipeline: Pipeline,
+        *,
+        credentials: dict[str, Any],
+        params: dict[str, Any],
+    ) -> tuple[CurrentRun, dict[str, Any], str | None]:
+        """Open the run with its provenance tags (``params``: the project's, whose
+        redacted values are the run's secrets); the run, those tags, the git diff."""
+        from kedroflow import shared_runs, tracking
+        from kedroflow.secrets import redacted_values
+
+        project_path, names = Path(context.project_path), pipeline_names(run_params)
+        git_tags, diff = provenance.git_info(project_path)
+        tags = provenance.run_tags(
+            config, run_params, env=context.env, project_path=project_path
+        )
+        try:
+            run = tracking.start_run(
+                config,
+                project_path=project_path,
+                run_name=config.tracking.run.name or "+".join(names),
+                tags={**git_tags, **tags},
+                credentials=credentials,
+                context=context,
+                secrets=redacted_values(params, config.tracking.params.redact),
+                part=shared_runs.part_id(node.name for node in pipeline.nodes),
+            )
+        except BaseException:
+            self._session_env.forget_credentials()  # a failed start leaves none behind
+            raise
+        return run, tags, diff
 
     @hook_impl
     def after_pipeline_run(
@@ -216,24 +238,27 @@ class MlflowHook:
 
     @hook_impl
     def before_dataset_loaded(self, dataset_name: str, node: Node) -> None:
-        if (observer := self._node_observer()) is not None:
-            observer.dataset("load", dataset_name, node, done=False)
+        self._dataset_event("load", dataset_name, node, done=False)
 
     @hook_impl
     def after_dataset_loaded(self, dataset_name: str, node: Node) -> None:
-        if (observer := self._node_observer()) is not None:
-            observer.dataset("load", dataset_name, node, done=True)
+        self._dataset_event("load", dataset_name, node, done=True)
 
     @hook_impl
     def before_dataset_saved(self, dataset_name: str, node: Node) -> None:
-        if (observer := self._node_observer()) is not None:
-            observer.dataset("save", dataset_name, node, done=False)
+        self._dataset_event("save", dataset_name, node, done=False)
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node: Node) -> None:
-        if (observer := self._node_observer()) is not None:
-            observer.dataset("save", dataset_name, node, done=True)
+        self._dataset_event("save", dataset_name, node, done=True)
         self._log_output(dataset_name, data)
+
+    def _dataset_event(
+        self, action: str, dataset_name: str, node: Node, *, done: bool
+    ) -> None:
+        """A load or save starting (or done), for the run's observer (its spans)."""
+        if (observer := self._node_observer()) is not None:
+            observer.dataset(action, dataset_name, node, done=done)
 
     # ---- outputs the auto_log rules select (kedroflow.io.auto_log)
 
@@ -337,7 +362,7 @@ def _run_scope(
         {key: tags[key] for key in keys if key in tags},
         pipeline,
         names,
-        lambda part: _consumed_params(part, catalog, {}),
+        lambda part: provenance.consumed_params(part, catalog, {}),
     )
 
 
@@ -345,30 +370,6 @@ def _package_name() -> str | None:
     from kedro.framework.project import PACKAGE_NAME
 
     return PACKAGE_NAME
-
-
-def _consumed_params(
-    pipeline: Pipeline, catalog: CatalogProtocol, run_params: dict[str, Any]
-) -> dict[str, Any]:
-    """Parameters the selected pipeline consumes, plus ``--params`` overrides."""
-    from kedro.io.core import is_parameter
-
-    from kedroflow.params import flatten, parameter_name
-
-    params: dict[str, Any] = {}
-    for name in sorted(filter(is_parameter, pipeline.all_inputs())):
-        if name == "parameters":
-            params.update(catalog[name].load())
-        else:
-            params[parameter_name(name)] = catalog[name].load()
-    runtime = run_params.get("runtime_params") or {}
-    for dotted, value in flatten(dict(runtime), "", ".", True).items():
-        key = dotted.lstrip(".")
-        parts = key.split(".")
-        prefixes = {".".join(parts[: i + 1]) for i in range(len(parts))}
-        if not prefixes & params.keys():
-            params[key] = value
-    return params
 
 
 mlflow_hook = MlflowHook()

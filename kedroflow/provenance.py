@@ -1,4 +1,5 @@
-"""Where a run comes from: git state, runner, the ``kedro run`` command, the run's tags.
+"""Where a run comes from: git state, runner, the ``kedro run`` command, the run's tags,
+the parameters it consumes.
 
 Nothing here writes to MLflow: the hook hands these tags to
 :func:`kedroflow.tracking.start_run`, which scrubs and clips them.
@@ -19,6 +20,9 @@ from kedroflow.secrets import REDACTED, compile_patterns, matches
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from pathlib import Path
+
+    from kedro.io import CatalogProtocol
+    from kedro.pipeline import Pipeline
 
     from kedroflow.config import KedroflowConfig
 
@@ -157,6 +161,30 @@ def run_tags(
     }
     tags.update({str(k): v for k, v in config.tracking.run.tags.items()})
     return {k: v for k, v in tags.items() if v is not None}
+
+
+def consumed_params(
+    pipeline: Pipeline, catalog: CatalogProtocol, run_params: dict[str, Any]
+) -> dict[str, Any]:
+    """Parameters the selected pipeline consumes, plus ``--params`` overrides."""
+    from kedro.io.core import is_parameter
+
+    from kedroflow.params import parameter_name
+
+    params: dict[str, Any] = {}
+    for name in sorted(filter(is_parameter, pipeline.all_inputs())):
+        if name == "parameters":
+            params.update(catalog[name].load())
+        else:
+            params[parameter_name(name)] = catalog[name].load()
+    runtime = run_params.get("runtime_params") or {}
+    for dotted, value in flatten(dict(runtime), "", ".", True).items():
+        key = dotted.lstrip(".")
+        parts = key.split(".")
+        prefixes = {".".join(parts[: i + 1]) for i in range(len(parts))}
+        if not prefixes & params.keys():
+            params[key] = value
+    return params
 
 
 def _kedroflow_version() -> str:
