@@ -40,6 +40,23 @@ class _LoggingModelDataset(MlflowBaseDataset[Any, Any]):
     _save_args: dict[str, Any]
     _model_uri: str | None = None  # the model this instance logged last
 
+    def _take_model_args(  # noqa: PLR0917
+        self,
+        owner: str,
+        flavor: str,
+        workflow: str | None,
+        load_args: dict[str, Any] | None,
+        save_args: dict[str, Any] | None,
+        metadata: dict[str, Any] | None,
+    ) -> None:
+        """The arguments both model datasets take, checked (errors name ``owner``)."""
+        load_flavor(flavor, ("log_model", "load_model"), owner)
+        self._flavor_name = flavor
+        self._workflow = check_workflow(flavor, workflow, owner)
+        self._load_args = mapping_arg(load_args, "load_args", type(self).__name__)
+        self._save_args = mapping_arg(save_args, "save_args", type(self).__name__)
+        self.metadata = metadata
+
     def _logged_name(self, save_args: dict[str, Any]) -> str:
         """The LoggedModel name: ``name`` (or MLflow 2's ``artifact_path``), else the entry."""
         name = save_args.get("name") or save_args.get("artifact_path")
@@ -185,15 +202,12 @@ class MlflowModelTrackingDataset(_LoggingModelDataset):
                 ``registered_model_name``, ``signature``, ``pip_requirements``...).
             metadata: Free-form metadata, ignored by kedroflow.
         """
-        owner = "MlflowModelTrackingDataset"
-        load_flavor(flavor, ("log_model", "load_model"), owner)
-        self._flavor_name = flavor
+        self._take_model_args(
+            "MlflowModelTrackingDataset", flavor, pyfunc_workflow, load_args,
+            save_args, metadata,
+        )  # fmt: skip
         self._run_id = run_id
-        self._workflow = check_workflow(flavor, pyfunc_workflow, owner)
-        self._load_args = mapping_arg(load_args, "load_args", type(self).__name__)
-        self._save_args = mapping_arg(save_args, "save_args", type(self).__name__)
         self._model_id: str | None = None
-        self.metadata = metadata
 
     @property
     def model_id(self) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 
 from kedroflow.errors import MlflowDatasetError
-from kedroflow.io._base import check_workflow, load_flavor, mapping_arg
+from kedroflow.io._base import load_flavor
 from kedroflow.io.model_dataset import _LoggingModelDataset
 
 logger = logging.getLogger(__name__)
@@ -84,18 +84,13 @@ class MlflowModelRegistryDataset(_LoggingModelDataset):
             raise MlflowDatasetError(
                 f"{owner}: set either `alias` or `stage_or_version`, not both."
             )
-        flavor = flavor or "mlflow.pyfunc"
-        load_flavor(flavor, ("log_model", "load_model"), owner)
+        self._take_model_args(
+            owner, flavor or "mlflow.pyfunc", pyfunc_workflow or "python_model",
+            load_args, save_args, metadata,
+        )  # fmt: skip
         self._model_name = model_name
         self._stage_or_version = stage_or_version
         self._alias = alias
-        self._flavor_name = flavor
-        self._workflow = check_workflow(
-            flavor, pyfunc_workflow or "python_model", owner
-        )
-        self._load_args = mapping_arg(load_args, "load_args", type(self).__name__)
-        self._save_args = mapping_arg(save_args, "save_args", type(self).__name__)
-        self.metadata = metadata
 
     @property
     def model_uri(self) -> str:
