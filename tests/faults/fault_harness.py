@@ -19,14 +19,17 @@ The fixtures of ``tests/faults/conftest.py`` wrap this module:
     A :class:`Processes`: ``processes.kedro(project, "run", ...)`` starts a ``kedro``
     command in the background and returns a :class:`KedroProcess` (``.send(sig)``,
     ``.kill()``, ``.wait(timeout)``, ``.output()``); all are killed at teardown.
+    ``processes.paused(project, gate)`` is the ``kedro run`` of ``paused``, returned
+    once it sits in the ``pause`` node.
 ``fault_project``
     A ``kedro_project`` (tests/conftest.py) with the nodes of :data:`NODES` and the
     pipelines of :data:`REGISTRY`, tracking into ``server`` with
     ``on_tracking_error: continue`` and an experiment of the test's own
     (``fault_project.experiment``; ``fault_project.pipelines_option`` is
     ``--pipelines``, or ``--pipeline`` on Kedro < 1.2): ``paused`` (``first`` ->
-    ``pause`` -> ``after``) and ``big`` (``log_many``: ``params:n_files``
-    artifacts, ``params:n_points`` metric points). ``harness_project`` is the same
+    ``pause`` -> ``after``), ``failing`` (``first`` -> ``pause`` -> ``own_failure``,
+    which raises ``ValueError("the node's own error")``) and ``big`` (``log_many``:
+    ``params:n_files`` artifacts, ``params:n_points`` metric points). ``harness_project`` is the same
     project without ``mlflow.yml`` and without the server.
 ``gate``
     A :class:`Gate` for the ``pause`` node: pass ``gate.env()`` to the ``kedro run``
@@ -37,14 +40,7 @@ The fixtures of ``tests/faults/conftest.py`` wrap this module:
 A typical fault::
 
     with server.down():  # the run starts while the server is dead: it goes offline
-        run = processes.kedro(
-            fault_project,
-            "run",
-            fault_project.pipelines_option,
-            "paused",
-            env=gate.env(),
-        )
-        gate.wait_reached(run)  # the run now sits inside the ``pause`` node
+        run = processes.paused(fault_project, gate)  # sits inside the ``pause`` node
     run.kill()  # SIGKILL: nothing of kedroflow runs any more
     fault_project.kedro("mlflow", "sync")  # the real CLI, waited for
 
@@ -227,6 +223,18 @@ class Processes:
         self.started.append(process)
         return process
 
+    def paused(
+        self, project: Any, gate: Gate, env: dict[str, str] | None = None
+    ) -> KedroProcess:
+        """``kedro run`` of the ``paused`` pipeline, returned once it sits in its
+        ``pause`` node (``env``: more variables for it)."""
+        process = self.kedro(
+            project, "run", project.pipelines_option, "paused",
+            env={**gate.env(), **(env or {})},
+        )  # fmt: skip
+        gate.wait_reached(process)
+        return process
+
     def stop_all(self) -> None:
         for process in self.started:
             process.stop()
@@ -295,6 +303,10 @@ def after(x):
     return x
 
 
+def own_failure(x):
+    raise ValueError("the node's own error")
+
+
 def log_many(n_files, n_points):
     run_id = mlflow.active_run().info.run_id
     with tempfile.TemporaryDirectory() as folder:
@@ -311,7 +323,7 @@ def log_many(n_files, n_points):
 REGISTRY = """
 from kedro.pipeline import Node, Pipeline
 
-from fake_project.nodes import after, identity, log_many, pause
+from fake_project.nodes import after, identity, log_many, own_failure, pause
 
 
 def register_pipelines():
@@ -320,9 +332,14 @@ def register_pipelines():
         Node(pause, "a1", "a2", name="pause"),
         Node(after, "a2", "a3", name="after"),
     ])
+    failing = Pipeline([
+        Node(identity, "params:a", "a1", name="first"),
+        Node(pause, "a1", "a2", name="pause"),
+        Node(own_failure, "a2", "a3", name="own_failure"),
+    ])
     big = Pipeline([Node(log_many, ["params:n_files", "params:n_points"], "n",
                          name="log_many")])
-    return {"__default__": paused, "paused": paused, "big": big}
+    return {"__default__": paused, "paused": paused, "failing": failing, "big": big}
 """
 
 PARAMETERS = "a: 1\nn_files: 10\nn_points: 10\n"

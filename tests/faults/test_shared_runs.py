@@ -60,15 +60,7 @@ def status(server: FaultServer, run_id: str) -> str:
 
 def paused_participant(project: Any, processes: Processes, gate: Gate) -> Any:
     """A ``kedro run`` of the shared run, waiting in its ``pause`` node."""
-    process = processes.kedro(
-        project,
-        "run",
-        project.pipelines_option,
-        "paused",
-        env={**gate.env(), **joined(project)},
-    )
-    gate.wait_reached(process)
-    return process
+    return processes.paused(project, gate, env=joined(project))
 
 
 def lease_expired(server: FaultServer, run_id: str) -> bool:

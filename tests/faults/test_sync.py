@@ -210,14 +210,7 @@ class TestSelection:
         gate: Gate,
     ) -> None:
         with server.down():
-            run = processes.kedro(
-                fault_project,
-                "run",
-                fault_project.pipelines_option,
-                "paused",
-                env=gate.env(),
-            )
-            gate.wait_reached(run)
+            run = processes.paused(fault_project, gate)
         (offline,) = offline_runs(fault_project)
         offline_id, client = offline.info.run_id, server.client()
 
@@ -246,18 +239,7 @@ class TestSelection:
         signals = (signal.SIGKILL, signal.SIGTERM)
         gates = {sig: Gate(tmp_path / sig.name) for sig in signals}
         with server.down():
-            runs = {
-                sig: processes.kedro(
-                    fault_project,
-                    "run",
-                    fault_project.pipelines_option,
-                    "paused",
-                    env=gates[sig].env(),
-                )
-                for sig in signals
-            }
-            for sig in signals:
-                gates[sig].wait_reached(runs[sig])
+            runs = {sig: processes.paused(fault_project, gates[sig]) for sig in signals}
             for sig in signals:
                 runs[sig].send(sig)
                 assert runs[sig].wait(60) != 0
