@@ -192,8 +192,17 @@ def build_model_config(
             else {n: copy_mode for n in artifacts if copy_mode != "assign"}
         ),
     }
+    config["artifacts"], paths = _stage_artifacts(catalog, artifacts, folder)
+    return config, paths
+
+
+def _stage_artifacts(
+    catalog: Any, names: list[str], folder: Path
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each artifact's spec and staged file, under a key safe as a file name."""
+    specs: dict[str, Any] = {}
     paths: dict[str, str] = {}
-    for name in artifacts:
+    for name in names:
         try:
             spec, path = _stage_artifact(catalog, name, folder)
         except Exception as exc:
@@ -203,7 +212,7 @@ def build_model_config(
                 "MemoryDataset released during the run)."
             ) from exc
         key = re.sub(r"[^\w.-]", "_", name)
-        config["artifacts"][key] = spec
+        specs[key] = spec
         if path is not None:
             paths[key] = str(path)
-    return config, paths
+    return specs, paths

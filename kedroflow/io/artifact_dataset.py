@@ -39,6 +39,30 @@ def artifact_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"kedroflow-artifacts-{os.getuid()}"
 
 
+def _wrapped_config(
+    dataset: str | dict[str, Any],
+    credentials: dict[str, Any] | None,
+    version: Version | None,
+) -> dict[str, Any]:
+    """The wrapped dataset's catalog config (a copy): its type, the entry's
+    credentials unless it has its own, ``versioned`` when Kedro versions the entry."""
+    config: dict[str, Any] = (
+        {"type": dataset} if isinstance(dataset, str | type) else dataset
+    )
+    if not isinstance(config, dict) or "type" not in config:
+        raise MlflowDatasetError(
+            "MlflowArtifactDataset `dataset:` must be a dataset type or a dict with "
+            f"a `type` key, e.g. {{type: pandas.CSVDataset, filepath: ...}}; got "
+            f"{dataset!r}."
+        )
+    config = copy.deepcopy(config)
+    if credentials is not None and "credentials" not in config:
+        config["credentials"] = credentials
+    if version is not None:
+        config["versioned"] = True
+    return config
+
+
 def _local_path(path: str, entry: str) -> str:
     if "://" in path:
         protocol, _, rest = path.partition("://")
@@ -125,23 +149,9 @@ class MlflowArtifactDataset(MlflowBaseDataset[Any, Any]):
             version: Set by Kedro for ``versioned: true`` on this entry; it versions
                 the wrapped dataset (as ``versioned: true`` inside ``dataset`` does).
         """
-        config: dict[str, Any] = (
-            {"type": dataset} if isinstance(dataset, str | type) else dataset
-        )
-        if not isinstance(config, dict) or "type" not in config:
-            raise MlflowDatasetError(
-                "MlflowArtifactDataset `dataset:` must be a dataset type or a dict with "
-                f"a `type` key, e.g. {{type: pandas.CSVDataset, filepath: ...}}; got "
-                f"{dataset!r}."
-            )
-        config = copy.deepcopy(config)
-        if credentials is not None and "credentials" not in config:
-            config["credentials"] = credentials
-        load_version = save_version = None
-        if version is not None:
-            config["versioned"] = True
-            load_version, save_version = version.load, version.save
-        self._config = config
+        self._config = config = _wrapped_config(dataset, credentials, version)
+        load_version = version.load if version is not None else None
+        save_version = version.save if version is not None else None
         self._path_key = next((k for k in _PATH_KEYS if k in config), None)
         if self._path_key is None:
             raise MlflowDatasetError(

@@ -28,6 +28,8 @@ from kedroflow.io.registry_dataset import MlflowModelRegistryDataset
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from mlflow import MlflowClient
+
     from kedroflow.secrets import Secrets
     from kedroflow.tracking import CurrentRun
 
@@ -245,18 +247,7 @@ def record_lineage(
         for name, d in described.items()
         if name in written and _traceable(d)
     }
-    inputs = []
-    experiment: list[str] = []  # looked up once, on the first search
-    for name, dataset in described.items():
-        if name not in read:
-            continue
-        tags = [InputTag("mlflow.data.context", context)]
-        producer = run_id if name in written else None
-        if producer is None and _traceable(dataset):
-            producer = _producer(client, run_id, dataset.digest, experiment)
-        if producer:
-            tags.append(InputTag(PRODUCED_BY, producer))
-        inputs.append(DatasetInput(dataset, tags))
+    inputs = _inputs(client, run_id, described, read, written, context)
     try:
         items = [RunTag(k, v) for k, v in outputs.items()]
         for start in range(0, len(items), _TAG_BATCH):
@@ -269,6 +260,30 @@ def record_lineage(
         logger.warning(
             "kedroflow: could not record the run's lineage: %s", error.message
         )
+    return inputs
+
+
+def _inputs(  # noqa: PLR0917
+    client: MlflowClient,
+    run_id: str,
+    described: dict[str, Dataset],
+    read: set[str],
+    written: set[str],
+    context: str,
+) -> list[DatasetInput]:
+    """The run's inputs, each tagged with its context and the run that produced it."""
+    inputs = []
+    experiment: list[str] = []  # looked up once, on the first search
+    for name, dataset in described.items():
+        if name not in read:
+            continue
+        tags = [InputTag("mlflow.data.context", context)]
+        producer = run_id if name in written else None
+        if producer is None and _traceable(dataset):
+            producer = _producer(client, run_id, dataset.digest, experiment)
+        if producer:
+            tags.append(InputTag(PRODUCED_BY, producer))
+        inputs.append(DatasetInput(dataset, tags))
     return inputs
 
 
