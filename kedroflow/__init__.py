@@ -27,36 +27,25 @@ _LAZY = {
     "MlflowHook": "kedroflow.hooks",
 }
 
-__all__ = [
-    "KedroPipelineModel",
-    "MlflowArtifactDataset",
-    "MlflowHook",
-    "MlflowMetricDataset",
-    "MlflowMetricHistoryDataset",
-    "MlflowMetricsHistoryDataset",
-    "MlflowModelLocalFileSystemDataset",
-    "MlflowModelRegistryDataset",
-    "MlflowModelTrackingDataset",
-    "MlflowPromptDataset",
-    "PipelineML",
-    "__version__",
-    "pipeline_ml_factory",
-]
+#: Everything ``kedroflow`` exports: the version and the names above, listed once.
+__all__ = ["__version__", *_LAZY]  # noqa: PLE0604 - strings: the keys of _LAZY
 
+# A computed __all__ is opaque to type checkers: the names are re-exported explicitly.
 if TYPE_CHECKING:  # pragma: no cover
-    from kedroflow.hooks import MlflowHook
+    from kedroflow.hooks import MlflowHook as MlflowHook
+    from kedroflow.io import MlflowArtifactDataset as MlflowArtifactDataset
+    from kedroflow.io import MlflowMetricDataset as MlflowMetricDataset
+    from kedroflow.io import MlflowMetricHistoryDataset as MlflowMetricHistoryDataset
+    from kedroflow.io import MlflowMetricsHistoryDataset as MlflowMetricsHistoryDataset
     from kedroflow.io import (
-        MlflowArtifactDataset,
-        MlflowMetricDataset,
-        MlflowMetricHistoryDataset,
-        MlflowMetricsHistoryDataset,
-        MlflowModelLocalFileSystemDataset,
-        MlflowModelRegistryDataset,
-        MlflowModelTrackingDataset,
-        MlflowPromptDataset,
+        MlflowModelLocalFileSystemDataset as MlflowModelLocalFileSystemDataset,
     )
-    from kedroflow.model import KedroPipelineModel
-    from kedroflow.pipeline import PipelineML, pipeline_ml_factory
+    from kedroflow.io import MlflowModelRegistryDataset as MlflowModelRegistryDataset
+    from kedroflow.io import MlflowModelTrackingDataset as MlflowModelTrackingDataset
+    from kedroflow.io import MlflowPromptDataset as MlflowPromptDataset
+    from kedroflow.model import KedroPipelineModel as KedroPipelineModel
+    from kedroflow.pipeline import PipelineML as PipelineML
+    from kedroflow.pipeline import pipeline_ml_factory as pipeline_ml_factory
 
 
 def __getattr__(name: str) -> Any:
