@@ -184,39 +184,58 @@ def log_training_model(
     produced = pipeline.all_outputs()
     logged = []
     for name, ml in find_pipeline_ml(registry, pipeline_names, pipeline):
-        missing = _missing_artifacts(
-            ml, catalog, produced, run_params, before_run=False
-        )
-        if missing:
-            logger.warning(_no_model(name, ml, missing))
+        if not _to_log(name, ml, catalog, produced, run_params, log_untrained):
             continue
-        if not _trains(ml, produced) and not _log_untrained(
-            name, ml, run_params, log_untrained
-        ):
-            continue
-        reused = sorted(ml.artifact_names - produced)
-        if reused:
-            logger.info(
-                "kedroflow: PipelineML '%s': artifacts %s were not produced by this run; "
-                "the model uses their stored version.", name, reused,
-            )  # fmt: skip
         # MLflow's model code (mlflow.pyfunc) is imported by runs that log a model only
         from kedroflow.packaging import log_pipeline_model
 
-        unregistered = () if _trains(ml, produced) else ("registered_model_name",)
-        kwargs = {
-            k: v
-            for k, v in ml.log_model_kwargs.items()
-            if k not in ("registered_model_alias", "promote_if", *unregistered)
-        }
         info = log_pipeline_model(
             ml.inference, catalog, input_name=ml.input_name,
             output_name=ml.output_name, run_id=run_id, kpm_kwargs=ml.kpm_kwargs,
-            log_model_kwargs=kwargs, tags={"kedroflow.pipeline": name},
+            log_model_kwargs=_model_kwargs(ml, trained=_trains(ml, produced)),
+            tags={"kedroflow.pipeline": name},
             client=client, redact=redact, secrets=secrets,
         )  # fmt: skip
         logged.append((ml, info))
     return logged
+
+
+def _to_log(  # noqa: PLR0917
+    name: str,
+    ml: PipelineML,
+    catalog: Any,
+    produced: set[str],
+    run_params: Mapping[str, Any],
+    log_untrained: bool,
+) -> bool:
+    """Whether the run logs this binding's model: every artifact is there, and the run
+    trained one (or ``log_untrained``). Says which artifacts are reused."""
+    missing = _missing_artifacts(ml, catalog, produced, run_params, before_run=False)
+    if missing:
+        logger.warning(_no_model(name, ml, missing))
+        return False
+    if not _trains(ml, produced) and not _log_untrained(
+        name, ml, run_params, log_untrained
+    ):
+        return False
+    reused = sorted(ml.artifact_names - produced)
+    if reused:
+        logger.info(
+            "kedroflow: PipelineML '%s': artifacts %s were not produced by this run; "
+            "the model uses their stored version.", name, reused,
+        )  # fmt: skip
+    return True
+
+
+def _model_kwargs(ml: PipelineML, *, trained: bool) -> dict[str, Any]:
+    """``log_model`` arguments: no alias and gate (governance's), and no registration
+    for a model the run did not train."""
+    unregistered = () if trained else ("registered_model_name",)
+    return {
+        k: v
+        for k, v in ml.log_model_kwargs.items()
+        if k not in ("registered_model_alias", "promote_if", *unregistered)
+    }
 
 
 def _missing_artifacts(
