@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from kedro.pipeline import Node, Pipeline
 
     from kedroflow.io.auto_log import AutoLog
-    from kedroflow.observer import RunObserver, RunScope
+    from kedroflow.observer import RunObserver
     from kedroflow.tracking import CurrentRun
 
 logger = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class MlflowHook:
             if diff:
                 tracking.log_text(run, diff, "git/uncommitted.diff")
             io.bind_catalog_names(catalog, pipeline.datasets())
-            scope = _run_scope(names, tags, pipeline, catalog)
+            scope = observer.RunScope.of_run(names, tags, pipeline, catalog)
             self._observer = observer.RunObserver.start(config, run, scope)
             self._plan_auto_log(config, pipeline, catalog)
         except BaseException as error:
@@ -347,23 +347,6 @@ def _finish(observer: RunObserver, error: BaseException | None) -> None:
             "had them: %s",
             closing,  # scrubbed by the run's log scrubber
         )
-
-
-def _run_scope(
-    names: list[str], tags: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
-) -> RunScope:
-    """What the run's observer covers: its trace's name and root attributes, its
-    pipeline and how to find the parameters a part of it consumes (child runs)."""
-    from kedroflow.observer import RunScope
-
-    keys = ("kedro.pipeline", "kedro.env", "kedro.runner", "kedro.session_id")
-    return RunScope(
-        f"kedro run {'+'.join(names)}",
-        {key: tags[key] for key in keys if key in tags},
-        pipeline,
-        names,
-        lambda part: provenance.consumed_params(part, catalog, {}),
-    )
 
 
 def _package_name() -> str | None:

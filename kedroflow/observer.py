@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kedroflow import autolog, fluent, tracing, tracking
+from kedroflow import autolog, fluent, provenance, tracing, tracking
 from kedroflow.child_runs import ChildRuns
 
 if TYPE_CHECKING:
@@ -164,6 +164,21 @@ class RunScope:
     pipeline: Pipeline
     pipeline_names: list[str]
     consumed_params: Callable[[Pipeline], dict[str, Any]]
+
+    @classmethod
+    def of_run(
+        cls, names: list[str], tags: Mapping[str, Any], pipeline: Pipeline, catalog: Any
+    ) -> RunScope:
+        """A ``kedro run``'s scope: the trace named after its pipelines, Kedro's tags as
+        root attributes, the parameters each part consumes (child runs)."""
+        keys = ("kedro.pipeline", "kedro.env", "kedro.runner", "kedro.session_id")
+        return cls(
+            f"kedro run {'+'.join(names)}",
+            {key: tags[key] for key in keys if key in tags},
+            pipeline,
+            names,
+            lambda part: provenance.consumed_params(part, catalog, {}),
+        )
 
 
 def from_env() -> RunObserver | None:
