@@ -2,6 +2,7 @@
 
     python benchmarks/bench_governance.py            # 5 rounds, ~6-10 min on 2 cores
     python benchmarks/bench_governance.py --rounds 2 # quicker
+    python benchmarks/bench_governance.py --variants full,nolinks  # the dataset links
 
 The example project (examples/reviews) is copied to a tmp dir; its ETL runs once
 (train and test splits). Then ``kedro run --pipelines training`` runs in-process
@@ -14,11 +15,14 @@ so that load from other processes hits them alike:
 ``lineage`` + lineage of what the run read and wrote (digests, produced_by)
 ``gate``   + evaluation on held-out data (per slice), gate, model card
 ``full``   both: what a user runs
+``nolinks`` ``full`` without the model's links to its dataset inputs
 =========  ===============================================================
 
 A variant switches a part off by replacing its function with a no-op in the child
-process (``kedroflow.io.lineage.record_lineage``, ``kedroflow.governance.govern_model``),
-so everything else is the same code. Figures are medians; ratios are to ``base``.
+process (``kedroflow.io.lineage.record_lineage``, ``kedroflow.governance.govern_model``,
+``kedroflow.governance.dataset_links``), so everything else is the same code. The time
+of ``kedroflow.governance.link_to_run`` (the model's links to the run's data and
+metrics) is measured too. Figures are medians; ratios are to the first variant run.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from _common import quiet_env, scratch
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "reviews"
-VARIANTS = ("base", "lineage", "gate", "full")
+VARIANTS = ("base", "lineage", "gate", "full", "nolinks")
 CHILD = """
 import json, logging, sys, time
 from pathlib import Path
@@ -46,6 +50,15 @@ if variant in ("base", "gate"):
     kedroflow.io.lineage.record_lineage = lambda *a, **k: []
 if variant in ("base", "lineage"):
     kedroflow.governance.govern_model = lambda *a, **k: None
+if variant == "nolinks":
+    kedroflow.governance.dataset_links = lambda *a, **k: []
+linking = []
+link_to_run = kedroflow.governance.link_to_run
+def timed_link(*args, **kwargs):
+    start = time.perf_counter()
+    link_to_run(*args, **kwargs)
+    linking.append(time.perf_counter() - start)
+kedroflow.governance.link_to_run = timed_link
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 bootstrap_project(project)
@@ -53,7 +66,7 @@ logging.getLogger("kedro").setLevel(logging.WARNING)
 with KedroSession.create(project_path=project) as session:
     start = time.perf_counter()
     session.run(pipeline_names=["training"])
-    print(json.dumps({"seconds": time.perf_counter() - start}))
+    print(json.dumps({"seconds": time.perf_counter() - start, "link": sum(linking)}))
 """
 
 
@@ -69,19 +82,42 @@ def _kedro(project: Path, *args: str) -> None:
     )  # fmt: skip
 
 
-def _timed(project: Path, variant: str) -> float:
+def _timed(project: Path, variant: str) -> tuple[float, float]:
+    """Seconds of the run and of its ``link_to_run`` calls."""
     result = subprocess.run(
         [sys.executable, "-c", CHILD, variant, str(project)], cwd=project, env=_env(),
         check=True, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
-    return float(json.loads(result.stdout.strip().splitlines()[-1])["seconds"])
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    return float(found["seconds"]), float(found["link"])
+
+
+def _rounds(
+    project: Path, variants: list[str], rounds: int
+) -> dict[str, list[tuple[float, float]]]:
+    """Each variant once per round, the order rotating so that load hits them alike."""
+    times: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    for round_ in range(rounds):
+        shift = round_ % len(variants)
+        for variant in variants[shift:] + variants[:shift]:
+            times[variant].append(_timed(project, variant))
+        print(
+            f"round {round_ + 1}: "
+            + ", ".join(f"{v} {times[v][-1][0]:.2f}s" for v in variants)
+        )
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--keep", action="store_true", help="keep the tmp project")
     args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}: choose among {VARIANTS}")
     with scratch("bench-governance-", keep=args.keep) as root:
         project = root / "reviews"
         shutil.copytree(
@@ -92,20 +128,13 @@ def main() -> None:
             project, "--pipelines", "etl_instances,etl_labels", "--params", "split=test"
         )
         _timed(project, "full")  # warm-up: store migration, experiment, first version
-        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        for round_ in range(args.rounds):
-            order = VARIANTS[round_ % 4 :] + VARIANTS[: round_ % 4]
-            for variant in order:
-                times[variant].append(_timed(project, variant))
-            print(
-                f"round {round_ + 1}: "
-                + ", ".join(f"{v} {times[v][-1]:.2f}s" for v in VARIANTS)
-            )
-        base = statistics.median(times["base"])
-        print("\nvariant   median s   ratio to base")
-        for variant in VARIANTS:
-            median = statistics.median(times[variant])
-            print(f"{variant:8s}  {median:8.2f}   {median / base:6.2f}x")
+        times = _rounds(project, variants, args.rounds)
+        first = statistics.median(t for t, _ in times[variants[0]])
+        print(f"\nvariant   median s   ratio to {variants[0]}   link_to_run median s")
+        for variant in variants:
+            median = statistics.median(t for t, _ in times[variant])
+            link = statistics.median(t for _, t in times[variant])
+            print(f"{variant:8s}  {median:8.2f}   {median / first:6.2f}x   {link:8.3f}")
 
 
 if __name__ == "__main__":

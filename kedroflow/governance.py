@@ -1,9 +1,10 @@
 """What follows the logging of a training run's model: the model at the centre.
 
 1. The logged model is linked to the run's data and metrics: each persisted dataset
-   input becomes a ``kedroflow.input.<name>`` tag of the logged model (digest, source,
-   producing run), and the latest value of each of the run's metrics is linked to the
-   model's ``model_id``, so the MLflow UI's model page shows them (MLflow links those
+   input is linked to the model's ``model_id`` (a point of the ``kedroflow.inputs``
+   metric naming the dataset: :func:`dataset_links`) and described by a
+   ``kedroflow.input.<name>`` tag (digest, source, producing run); the latest value of each of the run's metrics is
+   linked to the model, so the MLflow UI's model page shows them (MLflow links those
    the run had when the model was logged; the others are linked here, with the
    model's input dataset). The run's metric history is unchanged: the same points are
    sent again, which the store does not duplicate.
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from kedroflow import model_card
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INPUT_TAG = "kedroflow.input."
+#: The number of dataset inputs of the training run; its points link them to the model.
+INPUTS_METRIC = "kedroflow.inputs"
 PRODUCED_BY = "kedroflow.produced_by"
 _TAG_LIMIT = 5000
 
@@ -81,32 +85,23 @@ def govern_model(
 
 
 def link_to_run(client: MlflowClient, model_id: str, run: Any, input_name: str) -> None:
-    """Give the logged model the run's dataset inputs and its latest metrics."""
+    """Give the logged model the run's dataset inputs and its latest metrics.
+
+    The same three requests whatever the number of inputs: the model's tags, its
+    linked metrics, and one batch (chunked at MLflow's limit) of metrics: the run's latest values not linked yet,
+    with the model's input dataset, and :func:`dataset_links`.
+    """
     from mlflow.entities import Metric
 
-    inputs = run.inputs.dataset_inputs if run.inputs else []
-    tags = {}
-    model_input = None
-    for item in inputs:
-        dataset = item.dataset
-        context = {t.key: t.value for t in item.tags}
-        if dataset.name == input_name:
-            model_input = dataset
-        described = f"digest={dataset.digest} source={dataset.source}"
-        if context.get(PRODUCED_BY):
-            described += f" produced_by={context[PRODUCED_BY]}"
-        tags[f"{INPUT_TAG}{dataset.name}"] = described[:_TAG_LIMIT]
+    inputs = list(run.inputs.dataset_inputs if run.inputs else [])
+    model_input = next(
+        (i.dataset for i in inputs if i.dataset.name == input_name), None
+    )
+    tags = _input_tags(inputs)
     if tags:
         client.set_logged_model_tags(model_id, tags)
     # MLflow links the metrics a run has when the model is logged: the others only
     linked_already = {m.key for m in client.get_logged_model(model_id).metrics or []}
-    latest = [
-        m
-        for m in (Metric.from_proto(p) for p in run.data.to_proto().metrics)
-        if m.key not in linked_already
-    ]
-    if not latest:
-        return
     linked = [
         Metric(
             m.key,
@@ -117,7 +112,50 @@ def link_to_run(client: MlflowClient, model_id: str, run: Any, input_name: str) 
             dataset_name=model_input.name if model_input else None,
             dataset_digest=model_input.digest if model_input else None,
         )
-        for m in latest
+        for m in (Metric.from_proto(p) for p in run.data.to_proto().metrics)
+        if m.key not in linked_already
     ]
+    linked += dataset_links(model_id, inputs)
     for start in range(0, len(linked), 1000):  # MLflow's batch limit
         client.log_batch(run.info.run_id, metrics=linked[start : start + 1000])
+
+
+def _input_tags(inputs: list[Any]) -> dict[str, str]:
+    """``kedroflow.input.<name>`` model tags: digest, source and producing run."""
+    tags = {}
+    for item in inputs:
+        dataset = item.dataset
+        context = {t.key: t.value for t in item.tags}
+        described = f"digest={dataset.digest} source={dataset.source}"
+        if context.get(PRODUCED_BY):
+            described += f" produced_by={context[PRODUCED_BY]}"
+        tags[f"{INPUT_TAG}{dataset.name}"] = described[:_TAG_LIMIT]
+    return tags
+
+
+def dataset_links(model_id: str, inputs: list[Any]) -> list[Any]:
+    """The model's links to the run's dataset inputs: one :data:`INPUTS_METRIC` point each.
+
+    MLflow 3 links a dataset to a logged model only through a metric of the model
+    that names the dataset: the MLflow UI's "Datasets used" on the model page,
+    ``get_logged_model(...).metrics`` and ``search_logged_models(datasets=[...])`` read
+    those (``log_inputs(models=[LoggedModelInput])`` says a run *used* a model, and
+    no model view reads it). One metric key for all the inputs, point ``i`` naming
+    input ``i``, so the run gains one metric, not one per input: the number of
+    datasets the model was trained from.
+    """
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [
+        Metric(
+            INPUTS_METRIC,
+            float(len(inputs)),
+            now,
+            step,
+            model_id=model_id,
+            dataset_name=item.dataset.name,
+            dataset_digest=item.dataset.digest,
+        )
+        for step, item in enumerate(inputs)
+    ]

@@ -42,6 +42,7 @@ from kedroflow.model_config import (
     build_model_config,
     import_function,
 )
+from kedroflow.model_package import log_package
 
 __all__ = ["CONFIG_VERSION", "PROFILE_ARTIFACT", "KedroPipelineModel", "load_artifact"]
 
@@ -118,13 +119,17 @@ class KedroPipelineModel(PythonModel):
 
     Built by kedroflow when a training run of a ``PipelineML`` ends, or by
     ``kedro mlflow modelify``; users load it with ``mlflow.pyfunc.load_model``.
-    kedro-mlflow's hand-written logging works too: build it from a pipeline and a
-    catalog, stage its artifacts, and give both to MLflow, which pickles the model
-    (here: only its ``model_config`` data, never Kedro objects)::
+    Hand-written logging builds it from a pipeline and a catalog and logs it with
+    :meth:`log_model`, which takes ``mlflow.pyfunc.log_model``'s arguments and writes
+    the same models-from-code package as the automatic logging::
 
         model = KedroPipelineModel(pipeline, catalog, "instances", copy_mode="assign")
         artifacts = model.extract_pipeline_artifacts()
-        mlflow.pyfunc.log_model(name="model", python_model=model, artifacts=artifacts)
+        model.log_model(artifact_path="model", artifacts=artifacts, signature=sig)
+
+    kedro-mlflow's ``mlflow.pyfunc.log_model(python_model=model, artifacts=...)``
+    works too, but MLflow pickles any model object it is given (here only its
+    ``model_config`` data, never Kedro objects): loading it unpickles.
 
     Artifacts are loaded once, in ``load_context``; ``predict`` runs the nodes in
     their precomputed order on a per-call dict that shares (never copies) them, so
@@ -224,14 +229,40 @@ class KedroPipelineModel(PythonModel):
         self.setup(config, paths)
         return dict(paths)
 
-    def __getstate__(self) -> dict[str, Any]:
-        """What MLflow pickles when logged by hand: the ``model_config`` data only."""
+    def log_model(
+        self,
+        artifact_path: str | None = None,
+        artifacts: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Log the model as the automatic logging does (MLflow models from code).
+
+        Takes ``mlflow.pyfunc.log_model``'s arguments (``name`` or ``artifact_path``,
+        ``conda_env``, ``signature``, ``input_example``, ``registered_model_name``...)
+        but ``python_model`` and ``model_config``: this model gives them. ``artifacts``
+        are what :meth:`extract_pipeline_artifacts` returned (staged now if omitted).
+        The model is linked to MLflow's active run, if any. Returns MLflow's
+        ``ModelInfo``.
+        """
+        with tempfile.TemporaryDirectory(prefix="kedroflow-model-") as tmp:
+            if artifacts is None:
+                artifacts = self.extract_pipeline_artifacts(Path(tmp) / "artifacts")
+            config = self._staged_config()
+            return log_package(
+                Path(tmp), config, artifacts, artifact_path=artifact_path, **kwargs
+            )
+
+    def _staged_config(self) -> dict[str, Any]:
         if self._config is None:
             raise ModelError(
                 "Call extract_pipeline_artifacts() before logging the model, and pass "
-                "what it returns as mlflow.pyfunc.log_model(artifacts=...)."
+                "what it returns as the logging's artifacts=."
             )
-        return {"_config": self._config}
+        return self._config
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What MLflow pickles when given the object: the ``model_config`` data only."""
+        return {"_config": self._staged_config()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()  # type: ignore[misc]

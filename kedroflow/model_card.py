@@ -53,8 +53,10 @@ def render(
             + (f", produced by run `{producer}`" if producer else "")
         )
     lines += _table("Parameters", data.params)
-    training = {
-        k: v for k, v in data.metrics.items() if not _is_evaluation(k, evaluation)
+    training = {  # kedroflow.inputs links the data listed above
+        k: v
+        for k, v in data.metrics.items()
+        if not _is_evaluation(k, evaluation) and not k.startswith("kedroflow.")
     }
     lines += _table("Metrics", {k: f"{v:.4g}" for k, v in training.items()})
     if evaluation:

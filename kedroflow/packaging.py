@@ -6,12 +6,12 @@ training run, :mod:`kedroflow.training` call. The pipeline becomes data
 artifact written by its own dataset class, so the served
 :class:`~kedroflow.model.KedroPipelineModel` needs neither this module nor a Kedro run.
 The steps: stage the artifacts, check the model loads and predicts, infer signature
-and example, pin requirements (:mod:`kedroflow.requirements`), log, register.
+and example, pin requirements (:mod:`kedroflow.requirements`), log (the models-from-code
+package of :mod:`kedroflow.model_package`, as hand-written logging writes it), register.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import tempfile
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from kedroflow.errors import ModelError
 from kedroflow.model import PROFILE_ARTIFACT, KedroPipelineModel
 from kedroflow.model_config import build_model_config, import_function
+from kedroflow.model_package import log_package
 from kedroflow.pipeline import LOG_MODEL_DEFAULTS
 from kedroflow.requirements import pip_requirements
 from kedroflow.secrets import Secrets, secret_parameters
@@ -41,18 +42,6 @@ _SECRET_PARAMETERS = (
     "If it is not a secret, rename it or narrow tracking.params.redact in mlflow.yml."
 )
 
-
-# --------------------------------------------------------------------------------------
-# Logging: build the model's data from the inference pipeline and the run's catalog.
-
-_MODEL_CODE = '''"""Entry point of a kedroflow model (MLflow models-from-code); written by kedroflow."""
-
-import mlflow
-
-from kedroflow.model import KedroPipelineModel
-
-mlflow.models.set_model(KedroPipelineModel())
-'''
 _SAMPLE_ROWS = 5
 _PARAMS_PREFIX = "params:"  # Kedro's; the model's config keeps Kedro's names
 
@@ -79,15 +68,6 @@ def _signature_params(parameters: Mapping[str, Any]) -> dict[str, Any]:
         ):
             found[name.removeprefix(_PARAMS_PREFIX)] = value
     return found
-
-
-def _project_code_path() -> list[str]:
-    from kedro.framework.project import PACKAGE_NAME
-
-    if not PACKAGE_NAME:
-        return []
-    module = importlib.import_module(PACKAGE_NAME)
-    return [str(Path(module.__file__).parent)] if module.__file__ else []
 
 
 def log_pipeline_model(
@@ -143,7 +123,7 @@ def log_pipeline_model(
             + [catalog[s["name"]] for s in config["artifacts"].values()],
             [import_function(spec["func"]) for spec in config["nodes"]],
         )
-        info = _log(
+        info = log_package(
             folder, config, paths, run_id=run_id, signature=signature,
             input_example=example, pip_requirements=requirements,
             tags={**(tags or {}), "kedroflow.input_name": input_name}, **kwargs,
@@ -232,35 +212,6 @@ def _write_profile(data: Any, folder: Path) -> str | None:
     return str(target)
 
 
-def _log(
-    folder: Path,
-    config: dict[str, Any],
-    paths: dict[str, str],
-    *,
-    run_id: str | None,
-    code_paths: list[str] | None = None,
-    validate_serving_input: bool = False,
-    **kwargs: Any,
-) -> Any:
-    """``Model.log`` of the model as MLflow "models from code" (``_MODEL_CODE``)."""
-    from mlflow.models import Model
-
-    code_file = folder / "kedroflow_model.py"
-    code_file.write_text(_MODEL_CODE)
-    code_paths = [*_project_code_path(), *(code_paths or [])]
-    return Model.log(
-        artifact_path=None,
-        flavor=PyfuncFlavor(),
-        run_id=run_id,
-        python_model=str(code_file),
-        kedroflow_model_config=config,  # see PyfuncFlavor: not the run's params
-        artifacts=paths,
-        code_paths=code_paths or None,
-        validate_serving_input=bool(validate_serving_input),
-        **kwargs,
-    )
-
-
 def _set_alias(client: MlflowClient | None, name: str, alias: str, info: Any) -> None:
     """Point ``alias`` of registered model ``name`` at the version just registered."""
     if client is None:  # a caller outside kedroflow: MLflow's configured registry
@@ -268,34 +219,3 @@ def _set_alias(client: MlflowClient | None, name: str, alias: str, info: Any) ->
 
         client = MlflowClient()
     client.set_registered_model_alias(name, alias, str(info.registered_model_version))
-
-
-class PyfuncFlavor:
-    """``mlflow.pyfunc`` as ``Model.log``'s flavor, taking ``validate_serving_input``.
-
-    After saving, ``Model.log`` loads the saved model a second time to predict its
-    input example unless its ``validate_serving_input`` keyword is false, and hands
-    every keyword on to the flavor's ``save_model``, which for pyfunc rejects that
-    one. kedroflow has already loaded the model through the same ``setup`` and
-    predicted on that very sample before logging, so it passes False by default (the
-    second load only costs time); ``log_model_kwargs={"validate_serving_input":
-    True}`` restores it. ``Model.log`` reads the flavor's name from ``__name__``.
-
-    The ``model_config`` reaches ``save_model`` under another name: ``Model.log`` logs
-    a ``model_config`` keyword as the run's parameters (flattened: 17 params
-    ``artifacts/model/dataset/...`` for a 5-node pipeline), and the run's parameters
-    are the pipeline's, not the model's layout.
-    """
-
-    def __init__(self) -> None:
-        self.__name__ = "mlflow.pyfunc"
-
-    @staticmethod
-    def save_model(
-        validate_serving_input: bool = True,
-        kedroflow_model_config: Any = None,
-        **kwargs: Any,
-    ) -> Any:
-        """``mlflow.pyfunc.save_model`` without ``validate_serving_input``."""
-        pyfunc = importlib.import_module("mlflow.pyfunc")
-        return pyfunc.save_model(model_config=kedroflow_model_config, **kwargs)

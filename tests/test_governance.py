@@ -185,6 +185,31 @@ class TestTheModelAtTheCentre:
         # re-linking the run's metrics added no point to its history
         assert len(client.get_metric_history(run.info.run_id, "valid.accuracy")) == 1
 
+    def test_logged_model_links_the_runs_dataset_inputs(
+        self, trained: KedroProject
+    ) -> None:
+        client = trained.client()
+        run = runs_by_pipeline(trained)["training"][-1]
+        model = client.get_logged_model(model_of(trained, run).model_id)
+        read = {
+            (i.dataset.name, i.dataset.digest)
+            for i in run.inputs.dataset_inputs
+            if {t.key: t.value for t in i.tags}.get("mlflow.data.context") == "training"
+        }
+        assert {"instances", "labels", "encoder", "features"} <= {n for n, _ in read}
+        # what the MLflow UI's model page lists as "Datasets used"
+        linked = {(m.dataset_name, m.dataset_digest) for m in model.metrics}
+        assert read <= linked
+        # MLflow's search by dataset finds the model from any of its inputs
+        for name, digest in read:
+            found = client.search_logged_models(
+                [run.info.experiment_id],
+                datasets=[{"dataset_name": name, "dataset_digest": digest}],
+            )
+            assert model.model_id in {m.model_id for m in found}, name
+        # one run metric for the links, not one per input
+        assert run.data.metrics["kedroflow.inputs"] == len(read)
+
 
 class TestLineage:
     def test_intermediate_inputs_and_producing_runs(
@@ -305,6 +330,67 @@ class TestCompatibility:
         served = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
         pd.testing.assert_frame_equal(
             loaded.predict(instances), served.predict(instances)
+        )
+
+    def test_hand_written_logging_writes_the_automatic_package(
+        self, kedro_project: KedroProject, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from kedro.framework.session import KedroSession
+        from kedro.framework.startup import bootstrap_project
+        from mlflow.models import infer_signature
+
+        from kedroflow import KedroPipelineModel
+
+        project = make_project(kedro_project)
+        project.kedro("run", "--pipeline", "etl")
+        project.kedro("run", "--pipeline", "training")
+        bootstrap_project(project.path)
+        mlflow.set_tracking_uri(project.tracking_uri)
+        with KedroSession.create(project_path=project.path) as session:
+            context = session.load_context()
+            from kedro.framework.project import pipelines
+
+            # kedro-mlflow's documented steps, logged by the model itself
+            kedro_pipeline_model = KedroPipelineModel(
+                pipeline=pipelines["training"], catalog=context.catalog,
+                input_name="instances",
+            )  # fmt: skip
+            artifacts = kedro_pipeline_model.extract_pipeline_artifacts()
+            instances = context.catalog.load("instances")
+            with mlflow.start_run() as run:
+                info = kedro_pipeline_model.log_model(
+                    artifact_path="model", artifacts=artifacts,
+                    conda_env={"dependencies": ["python=3.11", {"pip": ["kedro"]}]},
+                    signature=infer_signature(instances),
+                )  # fmt: skip
+        (training,) = runs_by_pipeline(project)["training"]
+        automatic = model_of(project, training)
+        assert mlflow.get_logged_model(info.model_id).source_run_id == run.info.run_id
+        hand = Path(mlflow.artifacts.download_artifacts(info.model_uri))
+        auto = Path(
+            mlflow.artifacts.download_artifacts(f"models:/{automatic.model_id}")
+        )
+        assert not (hand / "python_model.pkl").exists()
+        flavor, auto_flavor = (
+            mlflow.models.Model.load(str(d)).flavors["python_function"]
+            for d in (hand, auto)
+        )
+        code = Path(flavor["model_code_path"]).name  # MLflow keeps the source's path
+        assert code == Path(auto_flavor["model_code_path"]).name
+        assert (hand / code).read_text() == (auto / code).read_text()
+        assert flavor["loader_module"] == auto_flavor["loader_module"]
+        assert flavor["config"] == auto_flavor["config"]  # the same model_config
+        assert {p.name for p in (hand / "artifacts").iterdir()} == {
+            p.name for p in (auto / "artifacts").iterdir()
+        } - {"kedroflow_profile.json"}
+        assert (hand / "code" / "fake_project" / "nodes.py").exists()
+        # loading it unpickles nothing of MLflow's (the artifacts are Kedro's files)
+        monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+        pd.testing.assert_frame_equal(
+            mlflow.pyfunc.load_model(info.model_uri).predict(instances),
+            mlflow.pyfunc.load_model(f"models:/{automatic.model_id}").predict(
+                instances
+            ),
         )
 
     def test_modelify_logs_into_a_new_run_with_a_copy_mode_dict(
