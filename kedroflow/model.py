@@ -256,7 +256,8 @@ class KedroPipelineModel(PythonModel):
         if self._config is None:
             raise ModelError(
                 "Call extract_pipeline_artifacts() before logging the model, and pass "
-                "what it returns as the logging's artifacts=."
+                "what it returns as artifacts= to model.log_model() (or to "
+                "mlflow.pyfunc.log_model)."
             )
         return self._config
 
