@@ -156,6 +156,33 @@ def runs_by_pipeline(project: KedroProject) -> dict[str, list[Any]]:
     return found
 
 
+def hand_written(
+    project: KedroProject, **kpm_kwargs: Any
+) -> tuple[Any, dict[str, str], pd.DataFrame]:
+    """kedro-mlflow's documented steps after the ETL and training runs of ``project``.
+
+    Returns the ``KedroPipelineModel``, its staged artifacts and the input data; MLflow
+    is left configured on the project's store.
+    """
+    from kedro.framework.project import pipelines
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from kedroflow import KedroPipelineModel
+
+    project.kedro("run", "--pipeline", "etl")
+    project.kedro("run", "--pipeline", "training")
+    bootstrap_project(project.path)
+    mlflow.set_tracking_uri(project.tracking_uri)
+    with KedroSession.create(project_path=project.path) as session:
+        catalog = session.load_context().catalog
+        model = KedroPipelineModel(
+            pipeline=pipelines["training"], catalog=catalog, input_name="instances",
+            **kpm_kwargs,
+        )  # fmt: skip
+        return model, model.extract_pipeline_artifacts(), catalog.load("instances")
+
+
 def model_of(project: KedroProject, run: Any) -> Any:
     """The logged model ``run`` logged (its only one)."""
     client = project.client()
@@ -305,26 +332,10 @@ class TestCompatibility:
     def test_hand_written_kedro_pipeline_model(
         self, kedro_project: KedroProject
     ) -> None:
-        from kedro.framework.session import KedroSession
-        from kedro.framework.startup import bootstrap_project
-
-        from kedroflow import KedroPipelineModel
-
         project = make_project(kedro_project)
-        project.kedro("run", "--pipeline", "etl")
-        project.kedro("run", "--pipeline", "training")
-        bootstrap_project(project.path)
-        mlflow.set_tracking_uri(project.tracking_uri)
-        with KedroSession.create(project_path=project.path) as session:
-            context = session.load_context()
-            from kedro.framework.project import pipelines
-
-            model = KedroPipelineModel(
-                pipeline=pipelines["training"], catalog=context.catalog,
-                input_name="instances", copy_mode={"model": "deepcopy"},
-            )  # fmt: skip
-            artifacts = model.extract_pipeline_artifacts()
-            instances = context.catalog.load("instances")
+        model, artifacts, instances = hand_written(
+            project, copy_mode={"model": "deepcopy"}
+        )
         with mlflow.start_run():
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=model, artifacts=artifacts
@@ -340,34 +351,16 @@ class TestCompatibility:
     def test_hand_written_logging_writes_the_automatic_package(
         self, kedro_project: KedroProject, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from kedro.framework.session import KedroSession
-        from kedro.framework.startup import bootstrap_project
         from mlflow.models import infer_signature
 
-        from kedroflow import KedroPipelineModel
-
         project = make_project(kedro_project)
-        project.kedro("run", "--pipeline", "etl")
-        project.kedro("run", "--pipeline", "training")
-        bootstrap_project(project.path)
-        mlflow.set_tracking_uri(project.tracking_uri)
-        with KedroSession.create(project_path=project.path) as session:
-            context = session.load_context()
-            from kedro.framework.project import pipelines
-
-            # kedro-mlflow's documented steps, logged by the model itself
-            kedro_pipeline_model = KedroPipelineModel(
-                pipeline=pipelines["training"], catalog=context.catalog,
-                input_name="instances",
+        kedro_pipeline_model, artifacts, instances = hand_written(project)
+        with mlflow.start_run() as run:  # kedro-mlflow's call, made by the model
+            info = kedro_pipeline_model.log_model(
+                artifact_path="model", artifacts=artifacts,
+                conda_env={"dependencies": ["python=3.11", {"pip": ["kedro"]}]},
+                signature=infer_signature(instances),
             )  # fmt: skip
-            artifacts = kedro_pipeline_model.extract_pipeline_artifacts()
-            instances = context.catalog.load("instances")
-            with mlflow.start_run() as run:
-                info = kedro_pipeline_model.log_model(
-                    artifact_path="model", artifacts=artifacts,
-                    conda_env={"dependencies": ["python=3.11", {"pip": ["kedro"]}]},
-                    signature=infer_signature(instances),
-                )  # fmt: skip
         (training,) = runs_by_pipeline(project)["training"]
         automatic = model_of(project, training)
         assert mlflow.get_logged_model(info.model_id).source_run_id == run.info.run_id
