@@ -14,6 +14,8 @@ One :class:`Outbox` per run, held by the run value (``kedroflow.tracking.Current
   an MLflow run the user opened.
 * **Artifacts** are uploaded by a pool of :data:`UPLOAD_WORKERS` threads while the
   pipeline goes on, straight to the run's artifact repository (no lookup of the run).
+  A local artifact root is written at once with ``copyfile``
+  (:mod:`kedroflow.local_artifacts`): a kernel copy costs less than waking a thread.
 
 :meth:`Outbox.close` sends what is left, waits for every upload and returns what could
 not be delivered, each naming the dataset it came from; the run's end decides what a
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kedroflow.errors import TrackingError
+from kedroflow.local_artifacts import LocalArtifacts, local_artifact_root
 
 if TYPE_CHECKING:
     from mlflow.entities import Metric
@@ -246,7 +249,10 @@ class Outbox:
                         )
                     )
 
-        self._submit(upload)
+        if isinstance(self._repository_or_none(), LocalArtifacts):
+            upload()  # a kernel copy on this disk: quicker than waking a pool thread
+        else:
+            self._submit(upload)
 
     def _upload(self, files: list[tuple[str, str | None]]) -> None:
         upload_files(self._client, self.run_id, files, self._repository_or_none())
@@ -327,6 +333,9 @@ def _artifact_name(local: str, folder: str | None) -> str:
 
 
 def _artifact_repository(artifact_uri: str, tracking_uri: str) -> Any:
+    root = local_artifact_root(artifact_uri)
+    if root is not None:  # a folder on this disk: copyfile, not MLflow's Python loop
+        return LocalArtifacts(root)
     from mlflow.store.artifact.artifact_repository_registry import (
         get_artifact_repository,
     )

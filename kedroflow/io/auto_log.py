@@ -237,8 +237,8 @@ def _local_path(dataset: AbstractDataset) -> str | None:
 def _persisted(catalog: Any, name: str) -> AbstractDataset | None:
     """The catalog entry of ``name`` when it persists its data, else None."""
     try:
-        if catalog.get_type(name) is None:
-            return None  # a runtime MemoryDataset
+        # None for a runtime MemoryDataset; built once, the instance the runner saves
+        # with (get_type first would resolve the entry's class a second time)
         dataset: AbstractDataset | None = catalog.get(name)
     except Exception as error:
         logger.warning("kedroflow: auto_log cannot inspect '%s': %s", name, error)
