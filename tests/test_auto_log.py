@@ -9,9 +9,11 @@ spawned workers), every test asserting on what each run holds.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 import pytest
@@ -140,17 +142,19 @@ def ran(
     tmp_path_factory: pytest.TempPathFactory,
     new_project: Callable[[Path], Any],
 ) -> Ran:
-    import os
-
-    project = new_project(tmp_path_factory.mktemp("auto_log"))
-    project.write("src/fake_project/nodes.py", NODES)
-    project.write_pipelines(REGISTRY)
-    project.write("conf/base/catalog.yml", CATALOG)
-    project.write("conf/local/mlflow.yml", MLFLOW_YML)
-    project.write("data/parts/stale.txt", "from an earlier run")
+    project = auto_log_project(new_project(tmp_path_factory.mktemp("auto_log")))
     args, env = RUNNERS[request.param]
     project.kedro("run", *args, env={**os.environ, **env})
     return Ran(project)
+
+
+def auto_log_project(project: Any, mlflow_yml: str = MLFLOW_YML) -> Any:
+    project.write("src/fake_project/nodes.py", NODES)
+    project.write_pipelines(REGISTRY)
+    project.write("conf/base/catalog.yml", CATALOG)
+    project.write("conf/local/mlflow.yml", mlflow_yml)
+    project.write("data/parts/stale.txt", "from an earlier run")
+    return project
 
 
 def test_selected_outputs_are_logged_under_their_name(ran: Ran) -> None:
@@ -185,3 +189,41 @@ def test_output_over_the_cap_is_recorded_not_copied(ran: Ran) -> None:
 def test_only_capped_outputs_get_a_tag(ran: Ran) -> None:
     tags = [t for t in ran.run.data.tags if t.startswith("kedroflow.auto_log.")]
     assert tags == ["kedroflow.auto_log.big"]
+
+
+def test_the_local_store_holds_the_files_and_nothing_else(ran: Ran) -> None:
+    # a local artifact root is written by kedroflow itself (copyfile, then rename):
+    # no temp file is left beside what MLflow lists
+    folder = Path(urlparse(ran.run.info.artifact_uri).path)
+    on_disk = sorted(
+        str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()
+    )
+    assert on_disk == EXPECTED
+    assert (folder / "chart" / "chart.csv").stat().st_size == (
+        ran.project.path / "data" / "chart.csv"
+    ).stat().st_size
+
+
+@pytest.mark.parametrize("runner", ["sequential", "parallel-fork"])
+def test_a_failed_copy_fails_the_run_naming_the_dataset(
+    runner: str, tmp_path: Path, new_project: Callable[[Path], Any]
+) -> None:
+    project = new_project(tmp_path)
+    blocker = project.path / "not-a-folder"
+    blocker.write_text("a file where the artifact store should be")
+    experiment = (
+        "tracking:\n  experiment:\n    name: blocked\n    create_experiment_kwargs:\n"
+        f"      artifact_location: {blocker / 'artifacts'}"
+    )
+    auto_log_project(project, experiment + RULES)
+    args, env = RUNNERS[runner]
+    env = {**os.environ, "COLUMNS": "400", **env}  # rich wraps narrower consoles
+    result = project.kedro("run", *args, env=env, check=False)
+
+    assert result.returncode != 0
+    run = project.only_run("blocked")
+    assert run.info.status == "FAILED"
+    error = run.data.tags["kedroflow.error"]
+    assert "'chart' (auto_log rule 2)" in error, error
+    assert "'chart' (auto_log rule 2)" in result.stdout + result.stderr
+    assert (project.path / "data" / "chart.csv").exists()  # the output is still there

@@ -154,10 +154,14 @@ class AutoLog:
                 run.outbox.upload(source, files)
             else:  # a spawned ParallelRunner worker: now
                 upload_files(run.stores.client, run.run_id, files)
-        except MlflowException as error:
+        except (MlflowException, OSError, ValueError) as error:
+            # a worker's upload happens here: OSError from a local store or the network
+            reason = (
+                getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+            )
             raise TrackingError(
                 f"kedroflow could not log the output {source} to MLflow run "
-                f"{run.run_id}: {error.message}. Its files are still on disk "
+                f"{run.run_id}: {reason}. Its files are still on disk "
                 f"({files[0][0]}); check the tracking server and the artifact store."
             ) from error
 
