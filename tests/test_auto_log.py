@@ -2,8 +2,8 @@
 
 One project whose outputs exercise every rule kind, the first-match order, the size
 cap, versioned and partitioned outputs, an ``MlflowArtifactDataset`` entry and an
-in-memory output; run once per runner (Sequential; Parallel with forked and with
-spawned workers), every test asserting on what each run holds.
+in-memory output; run once per runner (Sequential; Thread; Parallel with forked and
+with spawned workers), every test asserting on what each run holds.
 """
 
 from __future__ import annotations
@@ -117,6 +117,7 @@ EXPECTED = [
 
 RUNNERS = {
     "sequential": ([], {}),
+    "thread": (["--runner", "ThreadRunner"], {}),  # nodes copy their outputs at once
     "parallel-fork": (["--runner", "ParallelRunner"], {"KEDRO_MP_CONTEXT": "fork"}),
     "parallel-spawn": (["--runner", "ParallelRunner"], {"KEDRO_MP_CONTEXT": "spawn"}),
 }

@@ -207,3 +207,21 @@ class TestFailedUpload:
         assert run.info.status == "FAILED"
         assert "'report' (MlflowArtifactDataset)" in run.data.tags["kedroflow.error"]
         assert logged(project, run) == BOTH  # the metrics are delivered all the same
+
+    def test_an_artifact_path_out_of_the_run_is_refused_naming_the_dataset(
+        self, project: Any
+    ) -> None:
+        # a local artifact store is written by kedroflow itself: never outside the run
+        catalog = (project.path / "conf" / "base" / "catalog.yml").read_text()
+        project.write(
+            "conf/base/catalog.yml",
+            catalog.replace("artifact_path: reports", "artifact_path: ../../reports"),
+        )
+        with pytest.raises(TrackingError, match=r"'report' \(MlflowArtifactDataset\)"):
+            project.run()
+        run = project.only_run()
+        assert run.info.status == "FAILED"
+        assert "leaves the run's artifact folder" in run.data.tags["kedroflow.error"]
+        assert project.client().list_artifacts(run.info.run_id) == []
+        root = Path(run.info.artifact_uri.removeprefix("file://")).parent.parent
+        assert not list(root.rglob("report.json"))
