@@ -43,7 +43,7 @@ class LocalArtifacts:
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
         """Copy ``local_file`` to ``<root>/<artifact_path>/<its name>``."""
         folder = self._folder(artifact_path)
-        os.makedirs(folder, exist_ok=True)
+        _make_folder(folder)
         _copy(local_file, folder)
 
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
@@ -52,7 +52,7 @@ class LocalArtifacts:
         for current, _, names in os.walk(local_dir):
             relative = os.path.relpath(current, local_dir)
             target = os.path.normpath(os.path.join(folder, relative))
-            os.makedirs(target, exist_ok=True)
+            _make_folder(target)
             for name in sorted(names):
                 _copy(os.path.join(current, name), target)
 
@@ -67,6 +67,16 @@ class LocalArtifacts:
                 f"{self.root}: name artifacts by paths relative to it."
             )
         return os.path.join(self.root, relative)
+
+
+def _make_folder(folder: str) -> None:
+    """Create ``folder``: one ``mkdir`` when its parent exists (the usual case)."""
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
 
 
 def _copy(local_file: str, folder: str) -> None:

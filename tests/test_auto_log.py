@@ -34,12 +34,39 @@ def summarise(chart):
 
 def publish(chart):
     return f"{len(chart)} rows"
+
+
+def pages(chart):
+    return {"index.html": f"<p>{len(chart)} rows</p>", "about.html": "<p>about</p>"}
+"""
+
+#: A dataset whose ``filepath`` is a folder (as a saved model or a site would be).
+FOLDER_DATASET = """
+from pathlib import Path
+
+from kedro.io import AbstractDataset
+
+
+class FolderDataset(AbstractDataset):
+    def __init__(self, filepath):
+        self._filepath = Path(filepath)
+
+    def _save(self, pages):
+        self._filepath.mkdir(parents=True, exist_ok=True)
+        for name, text in pages.items():
+            (self._filepath / name).write_text(text)
+
+    def _load(self):
+        return {p.name: p.read_text() for p in self._filepath.iterdir()}
+
+    def _describe(self):
+        return {"filepath": str(self._filepath)}
 """
 
 REGISTRY = """
 from kedro.pipeline import Node, Pipeline
 
-from fake_project.nodes import make, publish, summarise
+from fake_project.nodes import make, pages, publish, summarise
 
 
 def register_pipelines():
@@ -53,6 +80,7 @@ def register_pipelines():
         [
             Node(make, None, outputs, name="make"),
             Node(publish, "chart", "published", name="publish", tags=["publish"]),
+            Node(pages, "chart", "site", name="pages"),
             reporting,
         ]
     )
@@ -72,6 +100,9 @@ chart:
 published:
   type: text.TextDataset
   filepath: data/published.txt
+site:
+  type: fake_project.folder.FolderDataset
+  filepath: data/site
 big:
   type: text.TextDataset
   filepath: data/big.txt
@@ -111,6 +142,8 @@ EXPECTED = [
     "parts/sub/p2.txt",
     "published/published.txt",  # tags
     "reporting.summary/summary.json",  # datasets glob, namespace included
+    "site/site/about.html",  # a folder, under <name>/<folder>/ (rule 4)
+    "site/site/index.html",
     "small_versioned/small.json",  # the version written
     "wrapped.csv",  # by its MlflowArtifactDataset only
 ]
@@ -151,6 +184,7 @@ def ran(
 
 def auto_log_project(project: Any, mlflow_yml: str = MLFLOW_YML) -> Any:
     project.write("src/fake_project/nodes.py", NODES)
+    project.write("src/fake_project/folder.py", FOLDER_DATASET)
     project.write_pipelines(REGISTRY)
     project.write("conf/base/catalog.yml", CATALOG)
     project.write("conf/local/mlflow.yml", mlflow_yml)
