@@ -30,6 +30,7 @@ the ``ten`` run sends exactly one request more per output (its upload) than
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import shutil
 import statistics
@@ -141,23 +142,27 @@ class Spent:
             if key == "get" and not self.planning:
                 return function(*args, **kwargs)  # Kedro's own: not auto_log's
             self.planning = self.planning or key == "plan"
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 return function(*args, **kwargs)
             finally:
-                spent = time.perf_counter() - start
                 name = "built" if key == "get" else key
-                self.seconds[name] = self.seconds.get(name, 0.0) + spent
+                for clock, began in (("", start), (".cpu", cpu)):
+                    now = time.perf_counter() if not clock else time.thread_time()
+                    spent = self.seconds.get(name + clock, 0.0) + now - began
+                    self.seconds[name + clock] = spent
                 if key == "plan":
                     self.planning = False
 
         return timed
 
-    def take(self) -> tuple[float, float]:
-        """(own seconds, dataset build seconds) since the last call, and reset."""
-        built = self.seconds.pop("built", 0.0)
-        total, self.seconds = sum(self.seconds.values()), {}
-        return total - built, built
+    def take(self) -> dict[str, float]:
+        """Own seconds (wall, and CPU of the calling thread), catalog look-ups apart."""
+        seconds, self.seconds = self.seconds, {}
+        built, built_cpu = seconds.pop("built", 0.0), seconds.pop("built.cpu", 0.0)
+        cpu = sum(v for k, v in seconds.items() if k.endswith(".cpu"))
+        wall = sum(v for k, v in seconds.items() if not k.endswith(".cpu"))
+        return {"auto_log": wall - built, "built": built, "cpu": cpu - built_cpu}
 
 
 def run(project: Path, env: str) -> float:
@@ -171,28 +176,39 @@ def run(project: Path, env: str) -> float:
     return time.perf_counter() - start
 
 
-def copy_outputs(project: Path, target: Path) -> tuple[float, float]:
-    """Seconds to copy the 10 outputs: ``shutil.copyfile``, then MLflow's local store.
+def copy_outputs(project: Path, target: Path) -> dict[str, float]:
+    """Seconds to copy the 10 outputs: the references of the target.
 
-    The second is what logging them through MLflow pays on a local artifact store
-    (``LocalArtifactRepository`` streams through a 1 MB buffer into a temp file, then
-    renames it); kedroflow copies with ``copyfile`` instead (``local_artifacts``).
+    ``copy``: ``shutil.copyfile`` into one folder; ``layout``: into one folder per
+    output, as they are logged (``<name>/<file>``: a ``mkdir`` each); both also in CPU
+    seconds of this thread (``.cpu``: the kernel's copy included). ``upload``: MLflow's
+    local store (``LocalArtifactRepository`` streams through a 1 MB buffer into a temp
+    file, then renames it), what kedroflow paid before ``local_artifacts``.
     """
     from mlflow.store.artifact.artifact_repository_registry import (
         get_artifact_repository,
     )
 
     files = [project / "data" / f"out_{i}.txt" for i in range(OUTPUTS)]
-    target.mkdir(parents=True)
-    start = time.perf_counter()
-    for path in files:
-        shutil.copyfile(path, target / path.name)
-    copied = time.perf_counter() - start
+    found: dict[str, float] = {}
+    for reference in ("copy", "layout"):
+        folder = target / reference
+        folder.mkdir(parents=True)
+        start, cpu = time.perf_counter(), time.thread_time()
+        for path in files:
+            if reference == "layout":
+                (folder / path.stem).mkdir()
+            shutil.copyfile(
+                path, folder / (path.stem if reference == "layout" else "") / path.name
+            )
+        found[reference] = time.perf_counter() - start
+        found[f"{reference}.cpu"] = time.thread_time() - cpu
     repository = get_artifact_repository((target / "store").as_uri())
     start = time.perf_counter()
     for path in files:
         repository.log_artifact(str(path), path.stem)
-    return copied, time.perf_counter() - start
+    found["upload"] = time.perf_counter() - start
+    return found
 
 
 def check_last_run(project: Path, tracking_uri: str, expected: int) -> None:
@@ -209,10 +225,7 @@ def check_last_run(project: Path, tracking_uri: str, expected: int) -> None:
 
 
 def bench_times(project: Path, reps: int, scratch: Path) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {
-        key: [] for mode in MODES for key in (mode, f"{mode}.auto_log", f"{mode}.built")
-    }
-    times["copy"], times["upload"] = [], []
+    times: dict[str, list[float]] = collections.defaultdict(list)
     uri = f"sqlite:///{project / 'mlflow.db'}"
     spent = Spent()
     for mode in MODES:  # warm-up: imports, store migration, experiment
@@ -222,13 +235,12 @@ def bench_times(project: Path, reps: int, scratch: Path) -> dict[str, list[float
         for mode in order:
             spent.take()
             times[mode].append(run(project, mode))
-            own, built = spent.take()
-            times[f"{mode}.auto_log"].append(own)
-            times[f"{mode}.built"].append(built)
+            for key, seconds in spent.take().items():
+                times[f"{mode}.{key}"].append(seconds)
             if mode == "ten":
-                copied, uploaded = copy_outputs(project, scratch / f"copy_{rep}")
-                times["copy"].append(copied)
-                times["upload"].append(uploaded)
+                copied = copy_outputs(project, scratch / f"copy_{rep}")
+                for key, seconds in copied.items():
+                    times[key].append(seconds)
     check_last_run(project, uri, OUTPUTS if order[-1] == "ten" else 0)
     return times
 
@@ -283,17 +295,30 @@ def report_times(times: dict[str, list[float]]) -> None:
         "run time, paired by repetition": paired,
         "auto_log's own time": med["ten.auto_log"] - med["no_rules.auto_log"],
     }
+    report_references(med, added, med["ten.cpu"] - med["no_rules.cpu"])
+
+
+def report_references(
+    med: dict[str, float], added: dict[str, float], cpu: float
+) -> None:
+    """What ``ten`` adds, against each way of copying the 10 files."""
     for reference, label in (
-        ("copy", "shutil.copyfile"),
+        ("copy", "shutil.copyfile into one folder"),
+        ("layout", "shutil.copyfile into <name>/ folders"),
         ("upload", "MLflow's local store log_artifact"),
     ):
         copy = med[reference]
-        print(f"  {label} of the {OUTPUTS} files: {copy * 1000:6.1f} ms")
-        for what, seconds in added.items():
+        print(f"  {label}, the {OUTPUTS} files: {copy * 1000:6.1f} ms")
+        checks = [(what, seconds, copy) for what, seconds in added.items()]
+        if f"{reference}.cpu" in med:
+            own_cpu = med[f"{reference}.cpu"]
+            print(f"    (CPU: {own_cpu * 1000:.1f} ms)")
+            checks.append(("auto_log's own CPU time", cpu, own_cpu))
+        for what, seconds, reference_seconds in checks:
+            ratio = seconds / reference_seconds
             print(
-                f"    ten adds {seconds * 1000:6.1f} ms of {what}: "
-                f"x{seconds / copy:.2f} {'ok' if seconds <= 1.2 * copy else 'MISSED'}"
-                " (target <= 1.2x)"
+                f"    ten adds {seconds * 1000:6.1f} ms of {what}: x{ratio:.2f} "
+                f"{'ok' if ratio <= 1.2 else 'MISSED'} (target <= 1.2x)"
             )
 
 
