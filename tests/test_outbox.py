@@ -9,6 +9,7 @@ unbuffered saves would have given them.
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from typing import Any
 
 import mlflow
