@@ -107,21 +107,15 @@ def log_pipeline_model(
             inference, catalog, input_name=input_name, output_name=output_name,
             folder=folder / "artifacts", copy_mode=kpm.get("copy_mode", "assign"),
         )  # fmt: skip
-        secret = secret_parameters(config["parameters"], redact, secrets or Secrets())
-        if secret:
-            raise ModelError(_SECRET_PARAMETERS.format(names=secret))
-        model = KedroPipelineModel()
-        model.setup(config, paths)  # the exact load path of serving, checked now
+        model = _checked_model(config, paths, redact, secrets or Secrets())
         signature, example, sample = _signature_and_example(
             model, catalog, input_name, config["parameters"],
             signature=kwargs.pop("signature"),
             example=kwargs.pop("input_example", "auto"),
             profile_to=paths, folder=folder,
         )  # fmt: skip
-        requirements = kwargs.pop("pip_requirements", None) or pip_requirements(
-            [*model.loaded_inputs.values(), sample]
-            + [catalog[s["name"]] for s in config["artifacts"].values()],
-            [import_function(spec["func"]) for spec in config["nodes"]],
+        requirements = kwargs.pop("pip_requirements", None) or _requirements(
+            model, catalog, config, sample
         )
         info = log_package(
             folder, config, paths, run_id=run_id, signature=signature,
@@ -130,12 +124,42 @@ def log_pipeline_model(
         )  # fmt: skip
     if alias:
         _set_alias(client, kwargs["registered_model_name"], alias, info)
-    logger.info(
-        "kedroflow: logged model %s (%s)%s", info.model_uri, input_name,
-        f", registered as {kwargs.get('registered_model_name')} "
-        f"v{info.registered_model_version}" if info.registered_model_version else "",
-    )  # fmt: skip
+    _log_logged(info, input_name, kwargs.get("registered_model_name"))
     return info
+
+
+def _checked_model(
+    config: dict[str, Any],
+    paths: dict[str, str],
+    redact: Iterable[str],
+    secrets: Secrets,
+) -> KedroPipelineModel:
+    """The model as serving loads it, refused if it would keep a secret in clear."""
+    secret = secret_parameters(config["parameters"], redact, secrets)
+    if secret:
+        raise ModelError(_SECRET_PARAMETERS.format(names=secret))
+    model = KedroPipelineModel()
+    model.setup(config, paths)  # the exact load path of serving, checked now
+    return model
+
+
+def _requirements(
+    model: KedroPipelineModel, catalog: Any, config: dict[str, Any], sample: Any
+) -> list[str]:
+    """Pins for what the model loads, its input sample and its nodes' code."""
+    return pip_requirements(
+        [*model.loaded_inputs.values(), sample]
+        + [catalog[s["name"]] for s in config["artifacts"].values()],
+        [import_function(spec["func"]) for spec in config["nodes"]],
+    )
+
+
+def _log_logged(info: Any, input_name: str, registered_name: str | None) -> None:
+    version = info.registered_model_version
+    registered = f", registered as {registered_name} v{version}" if version else ""
+    logger.info(
+        "kedroflow: logged model %s (%s)%s", info.model_uri, input_name, registered
+    )
 
 
 def _output_name(inference: Pipeline, output_name: str | None) -> str:
