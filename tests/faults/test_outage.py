@@ -8,6 +8,7 @@ is kept offline the same way.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -266,7 +267,8 @@ class TestContinueMode:
             "conf/local/mlflow.yml",
             mlflow_yml(server.url, project.experiment, "continue", location),
         )
-        result = project.kedro("run")
+        # the warning names two long paths: wide enough that rich does not wrap it
+        result = project.kedro("run", env={**os.environ, "COLUMNS": "2000"})
         output = result.stdout + result.stderr
         assert "'report' (MlflowArtifactDataset)" in output
         assert "kept in the local offline store" in output
