@@ -63,6 +63,17 @@ def _has_pipeline_names() -> bool:
 _HAS_PIPELINE_NAMES = _has_pipeline_names()
 
 
+#: A node for :meth:`KedroProject.interrupt` (the project's ``nodes.py`` imports
+#: ``time`` and ``Path``): it writes ``marker`` once it runs, then waits.
+WAITING_NODE = """
+
+def wait(x, marker):
+    Path(marker).write_text("started")
+    time.sleep(120)
+    return x
+"""
+
+
 class KedroProject:
     """A Kedro project in a tmp dir, its MLflow store, and ways to run it."""
 

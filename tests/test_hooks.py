@@ -183,37 +183,13 @@ class TestStatus:
         self, project: Any, pipelines_option: str
     ) -> None:
         import signal
-        import time
 
-        process = subprocess.Popen(
-            [str(project_bin("kedro")), "run", pipelines_option, "slow"],
-            cwd=project.path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        # Ctrl-C while a node runs; earlier, Python may swallow it in a garbage
+        # collector's callback ("Exception ignored in ..."), whatever the plugin
+        project.interrupt(
+            [pipelines_option, "slow"], project.path / "slow_started", signal.SIGINT
         )
-        try:
-            # Ctrl-C while a node runs; earlier, Python may swallow it in a garbage
-            # collector's callback ("Exception ignored in ..."), whatever the plugin
-            started = project.path / "slow_started"
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not started.exists():
-                time.sleep(0.5)
-            if not started.exists():
-                pytest.fail("the node never started")
-            process.send_signal(signal.SIGINT)
-            process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
         assert project.only_run().info.status == "KILLED"
-
-
-def project_bin(name: str) -> str:
-    import sys
-    from pathlib import Path
-
-    return str(Path(sys.executable).parent / name)
 
 
 class TestDisabled:

@@ -17,8 +17,10 @@ import pytest
 from kedro.runner import ParallelRunner, ThreadRunner
 
 from kedroflow.errors import TrackingError
+from tests.conftest import WAITING_NODE
 
-NODES = """
+NODES = (
+    """
 import time
 from pathlib import Path
 
@@ -36,12 +38,9 @@ def more(acc):
 def fail(x):
     raise RuntimeError(f"node failed after its upstream saved metrics (x={x})")
 
-
-def wait(x, marker):
-    Path(marker).write_text("started")
-    time.sleep(120)
-    return x
 """
+    + WAITING_NODE
+)
 
 REGISTRY = """
 from kedro.pipeline import Node, Pipeline

@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 from kedro.runner import ParallelRunner, SequentialRunner, ThreadRunner
 
-NODES = """
+from tests.conftest import WAITING_NODE
+
+NODES = (
+    """
 import time
 from pathlib import Path
 
@@ -31,12 +34,9 @@ def train(x, model):
 def explode(a):
     raise ValueError(f"cannot reach db with password s3cr3t-value-42 (a={a})")
 
-
-def wait(x, marker):
-    Path(marker).write_text("started")
-    time.sleep(120)
-    return x
 """
+    + WAITING_NODE
+)
 
 REGISTRY = """
 from kedro.pipeline import Node, Pipeline
