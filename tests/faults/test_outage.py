@@ -17,28 +17,6 @@ from fault_harness import FaultServer, Gate, KedroProcess, Processes
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-#: A node that fails on its own, after the ``pause`` node of the harness.
-OWN_FAILURE = """
-
-def own_failure(x):
-    raise ValueError("the node's own error")
-"""
-
-REGISTRY = """
-from kedro.pipeline import Node, Pipeline
-
-from fake_project.nodes import identity, own_failure, pause
-
-
-def register_pipelines():
-    failing = Pipeline([
-        Node(identity, "params:a", "a1", name="first"),
-        Node(pause, "a1", "a2", name="pause"),
-        Node(own_failure, "a2", "a3", name="own_failure"),
-    ])
-    return {"__default__": failing}
-"""
-
 #: The project's own hook: it must run even when closing the MLflow run fails.
 SETTINGS = """
 from pathlib import Path
@@ -85,19 +63,27 @@ def continue_on(project: Any, server_url: str, on_error: str = "continue") -> No
 
 @pytest.fixture
 def failing_project(harness_project: Any, server: FaultServer) -> Any:
-    project = with_nodes(harness_project, OWN_FAILURE, REGISTRY, server.url)
-    project.write("src/fake_project/settings.py", SETTINGS)
-    return project
+    """The harness's ``failing`` pipeline (``first`` -> ``pause`` -> ``own_failure``)
+    with the project's own hook and ``on_tracking_error: fail`` on ``server``."""
+    continue_on(harness_project, server.url, "fail")
+    harness_project.write("src/fake_project/settings.py", SETTINGS)
+    return harness_project
+
+
+def failing(project: Any) -> tuple[str, str]:
+    """The ``kedro run`` options that select the harness's ``failing`` pipeline."""
+    return project.pipelines_option, "failing"
 
 
 @pytest.fixture
 def lose_server(
     server: FaultServer, processes: Processes, gate: Gate
 ) -> Callable[[Any], KedroProcess]:
-    """Start ``kedro run`` in a project; SIGKILL the server while ``pause`` runs."""
+    """Start ``kedro run *options`` in a project; SIGKILL the server while ``pause``
+    runs."""
 
-    def lose(project: Any) -> KedroProcess:
-        run = processes.kedro(project, "run", env=gate.env())
+    def lose(project: Any, *options: str) -> KedroProcess:
+        run = processes.kedro(project, "run", *options, env=gate.env())
         gate.wait_reached(run)
         server.kill()
         gate.release()
@@ -114,7 +100,9 @@ class TestFailMode:
         processes: Processes,
         gate: Gate,
     ) -> None:
-        run = processes.kedro(failing_project, "run", env=gate.env())
+        run = processes.kedro(
+            failing_project, "run", *failing(failing_project), env=gate.env()
+        )
         gate.wait_reached(run)
         server.kill()  # the server dies while the pipeline runs
         gate.release()
@@ -292,7 +280,7 @@ class TestContinueMode:
         self, failing_continued: Any, server: FaultServer, lose_server: Any
     ) -> None:
         project = failing_continued
-        run = lose_server(project)
+        run = lose_server(project, *failing(project))
         assert run.wait(180) != 0
         output = run.output()
         assert "ValueError: the node's own error" in output.strip().splitlines()[-1]
