@@ -179,12 +179,23 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _doctest_namespace(
     request: pytest.FixtureRequest, doctest_namespace: dict[str, Any]
 ) -> None:
-    """Doctests get ``tmp_path`` and a ``tracking_uri`` on a fresh SQLite store."""
+    """Doctests get ``tmp_path`` and a ``tracking_uri`` on a fresh SQLite store.
+
+    The store's experiment for the doctest's runs keeps its artifacts in ``tmp_path``
+    (``MLFLOW_EXPERIMENT_ID``), so an example that logs a file leaves nothing behind.
+    """
     if not isinstance(request.node, pytest.DoctestItem):
         return
+    from mlflow.tracking import MlflowClient
+
     tmp_path = request.getfixturevalue("tmp_path")
     migrated_db = request.getfixturevalue("migrated_db")
     target = tmp_path / "doctest-mlflow.db"
     shutil.copy(migrated_db, target)
+    tracking_uri = f"sqlite:///{target}"
+    experiment = MlflowClient(tracking_uri).create_experiment(
+        "doc", (tmp_path / "art").as_uri()
+    )
+    request.getfixturevalue("monkeypatch").setenv("MLFLOW_EXPERIMENT_ID", experiment)
     doctest_namespace["tmp_path"] = tmp_path
-    doctest_namespace["tracking_uri"] = f"sqlite:///{target}"
+    doctest_namespace["tracking_uri"] = tracking_uri

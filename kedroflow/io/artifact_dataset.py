@@ -106,8 +106,7 @@ class MlflowArtifactDataset(MlflowBaseDataset[Any, Any]):
         >>> import mlflow
         >>> from kedroflow.io import MlflowArtifactDataset
         >>> mlflow.set_tracking_uri(tracking_uri)
-        >>> experiment = mlflow.create_experiment("doc", (tmp_path / "art").as_uri())
-        >>> run = mlflow.start_run(experiment_id=experiment)
+        >>> run = mlflow.start_run()
         >>> dataset = MlflowArtifactDataset(
         ...     dataset={"type": "json.JSONDataset", "filepath": str(tmp_path / "c.json")},
         ...     artifact_path="config",

@@ -13,7 +13,7 @@ pipeline model built by ``pipeline_ml_factory`` references it by URI, without a 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import mlflow
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus
@@ -28,7 +28,28 @@ from kedroflow.io._base import (
     model_args,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 logger = logging.getLogger(__name__)
+
+
+class ModelDatasetArgs(TypedDict, total=False):
+    """The ``catalog.yml`` keys both model datasets take besides their own.
+
+    Keys:
+        pyfunc_workflow: For ``mlflow.pyfunc``: ``python_model`` or ``loader_module``.
+        load_args: Passed to ``<flavor>.load_model`` (``MlflowModelTrackingDataset``
+            also takes ``model_uri``: load that model instead).
+        save_args: Passed to ``<flavor>.log_model`` (``name``,
+            ``registered_model_name``, ``signature``, ``pip_requirements``...).
+        metadata: Free-form metadata, ignored by kedroflow.
+    """
+
+    pyfunc_workflow: str | None
+    load_args: dict[str, Any] | None
+    save_args: dict[str, Any] | None
+    metadata: dict[str, Any] | None
 
 
 class _LoggingModelDataset(MlflowBaseDataset[Any, Any]):
@@ -40,22 +61,27 @@ class _LoggingModelDataset(MlflowBaseDataset[Any, Any]):
     _save_args: dict[str, Any]
     _model_uri: str | None = None  # the model this instance logged last
 
-    def _take_model_args(  # noqa: PLR0917
-        self,
-        owner: str,
-        flavor: str,
-        workflow: str | None,
-        load_args: dict[str, Any] | None,
-        save_args: dict[str, Any] | None,
-        metadata: dict[str, Any] | None,
+    def _take_model_args(
+        self, owner: str, flavor: str, args: ModelDatasetArgs, *own: str
     ) -> None:
-        """The arguments both model datasets take, checked (errors name ``owner``)."""
+        """The arguments both model datasets take, checked (errors name ``owner``).
+
+        ``own``: the dataset's own keys, listed in the error for an unknown key.
+        """
+        unknown = sorted(set(args) - ModelDatasetArgs.__optional_keys__)
+        if unknown:
+            known = sorted({"flavor", *own, *ModelDatasetArgs.__optional_keys__})
+            raise MlflowDatasetError(
+                f"{owner}: unknown argument(s) {', '.join(unknown)}. Fix the "
+                f"catalog entry: it takes {', '.join(known)}."
+            )
         load_flavor(flavor, ("log_model", "load_model"), owner)
         self._flavor_name = flavor
-        self._workflow = check_workflow(flavor, workflow, owner)
-        self._load_args = mapping_arg(load_args, "load_args", type(self).__name__)
-        self._save_args = mapping_arg(save_args, "save_args", type(self).__name__)
-        self.metadata = metadata
+        self._workflow = check_workflow(flavor, args.get("pyfunc_workflow"), owner)
+        kind = type(self).__name__
+        self._load_args = mapping_arg(args.get("load_args"), "load_args", kind)
+        self._save_args = mapping_arg(args.get("save_args"), "save_args", kind)
+        self.metadata = args.get("metadata")
 
     def _logged_name(self, save_args: dict[str, Any]) -> str:
         """The LoggedModel name: ``name`` (or MLflow 2's ``artifact_path``), else the entry."""
@@ -87,7 +113,13 @@ class _LoggingModelDataset(MlflowBaseDataset[Any, Any]):
     def _log_model(
         self, model: Any, save_args: dict[str, Any], run_id: str | None = None
     ) -> Any:
-        """Log ``model`` as a LoggedModel of the current run; return its ModelInfo."""
+        """Log ``model`` as a LoggedModel of the current run; return its ModelInfo.
+
+        None when tracking is off (``KEDROFLOW_DISABLE_TRACKING``): nothing is logged.
+        """
+        if self._logging_off():
+            logger.debug("Tracking is off: %s does not log its model", self._label())
+            return None
         run_id = self._run_for("log its model", run_id)
         flavor = load_flavor(self._flavor_name, ("log_model",), self._label())
         name = self._logged_name(save_args)
@@ -161,8 +193,7 @@ class MlflowModelTrackingDataset(_LoggingModelDataset):
         >>> from sklearn.dummy import DummyClassifier
         >>> from kedroflow.io import MlflowModelTrackingDataset
         >>> mlflow.set_tracking_uri(tracking_uri)
-        >>> experiment = mlflow.create_experiment("doc", (tmp_path / "art").as_uri())
-        >>> run = mlflow.start_run(experiment_id=experiment)
+        >>> run = mlflow.start_run()
         >>> dataset = MlflowModelTrackingDataset(
         ...     flavor="mlflow.sklearn", save_args={"pip_requirements": ["scikit-learn"]}
         ... )
@@ -183,10 +214,7 @@ class MlflowModelTrackingDataset(_LoggingModelDataset):
         *,
         flavor: str,
         run_id: str | None = None,
-        pyfunc_workflow: str | None = None,
-        load_args: dict[str, Any] | None = None,
-        save_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
+        **args: Unpack[ModelDatasetArgs],
     ) -> None:
         """Create a model dataset logging to the current run.
 
@@ -194,18 +222,11 @@ class MlflowModelTrackingDataset(_LoggingModelDataset):
             flavor: MLflow flavor module, e.g. ``mlflow.sklearn``.
             run_id: Load the model this entry logged in that run; None (null) for
                 the current run. A run cannot save into another run.
-            pyfunc_workflow: For ``mlflow.pyfunc``: ``python_model`` or
-                ``loader_module``.
-            load_args: ``model_uri`` to load a given model; the rest goes to
-                ``<flavor>.load_model``.
-            save_args: Passed to ``<flavor>.log_model`` (``name``,
-                ``registered_model_name``, ``signature``, ``pip_requirements``...).
-            metadata: Free-form metadata, ignored by kedroflow.
+            **args: ``pyfunc_workflow``, ``load_args`` (``model_uri`` to load a
+                given model), ``save_args``, ``metadata``: see
+                :class:`ModelDatasetArgs`.
         """
-        self._take_model_args(
-            "MlflowModelTrackingDataset", flavor, pyfunc_workflow, load_args,
-            save_args, metadata,
-        )  # fmt: skip
+        self._take_model_args("MlflowModelTrackingDataset", flavor, args, "run_id")
         self._run_id = run_id
         self._model_id: str | None = None
 
@@ -242,9 +263,6 @@ class MlflowModelTrackingDataset(_LoggingModelDataset):
                 f"'{self._load_args['model_uri']}' and cannot save: remove "
                 "`load_args.model_uri` to log models with it."
             )
-        if self._logging_off():
-            logger.debug("Tracking is off: %s does not log its model", self._label())
-            return
         current = self._current_run_id()
         if self._run_id and current and self._run_id != current:
             raise MlflowDatasetError(
@@ -255,7 +273,8 @@ class MlflowModelTrackingDataset(_LoggingModelDataset):
                 "(drop --params mlflow_run_id) to train and log a new model."
             )
         info = self._log_model(data, self._save_args, self._run_id)
-        self._model_id = info.model_id
+        if info is not None:
+            self._model_id = info.model_id
 
     def _pinned_uri(self) -> str | None:
         if "model_uri" in self._load_args:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.exceptions import MlflowException
 
 from kedroflow.errors import MlflowDatasetError
 from kedroflow.io._base import load_flavor
-from kedroflow.io.model_dataset import _LoggingModelDataset
+from kedroflow.io.model_dataset import ModelDatasetArgs, _LoggingModelDataset
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class MlflowModelRegistryDataset(_LoggingModelDataset):
@@ -34,22 +34,21 @@ class MlflowModelRegistryDataset(_LoggingModelDataset):
         >>> import mlflow
         >>> from sklearn.dummy import DummyClassifier
         >>> from kedroflow.io import MlflowModelRegistryDataset
+        >>> model = DummyClassifier().fit([[0], [1]], [0, 1])
         >>> mlflow.set_tracking_uri(tracking_uri)
-        >>> experiment = mlflow.create_experiment("doc", (tmp_path / "art").as_uri())
-        >>> run = mlflow.start_run(experiment_id=experiment)
-        >>> dataset = MlflowModelRegistryDataset(
-        ...     model_name="clf",
-        ...     alias="champion",
-        ...     flavor="mlflow.sklearn",
-        ...     save_args={"pip_requirements": ["scikit-learn"]},
-        ... )
-        >>> dataset.save(DummyClassifier().fit([[0], [1]], [0, 1]))
+        >>> with mlflow.start_run():  # in a project, the kedro run
+        ...     MlflowModelRegistryDataset(
+        ...         model_name="clf",
+        ...         alias="champion",
+        ...         flavor="mlflow.sklearn",
+        ...         save_args={"pip_requirements": ["scikit-learn"]},
+        ...     ).save(model)
         >>> client = mlflow.MlflowClient()
         >>> int(client.get_model_version_by_alias("clf", "champion").version)
         1
-        >>> dataset.load().predict([[3]]).shape
+        >>> champion = MlflowModelRegistryDataset(model_name="clf", alias="champion")
+        >>> champion.load().predict([[3]]).shape  # no run needed to load
         (1,)
-        >>> mlflow.end_run()
     """
 
     def __init__(
@@ -59,10 +58,7 @@ class MlflowModelRegistryDataset(_LoggingModelDataset):
         stage_or_version: str | int | None = None,
         alias: str | None = None,
         flavor: str | None = None,
-        pyfunc_workflow: str | None = None,
-        load_args: dict[str, Any] | None = None,
-        save_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
+        **args: Unpack[ModelDatasetArgs],
     ) -> None:
         """Create a registry dataset.
 
@@ -73,20 +69,19 @@ class MlflowModelRegistryDataset(_LoggingModelDataset):
             alias: Alias to load, and to point at the version a save registers.
             flavor: MLflow flavor module used to load and log (``mlflow.pyfunc``
                 when not set).
-            pyfunc_workflow: For ``mlflow.pyfunc``: ``python_model`` (when not set)
-                or ``loader_module``.
-            load_args: Passed to ``<flavor>.load_model``.
-            save_args: Passed to ``<flavor>.log_model``.
-            metadata: Free-form metadata, ignored by kedroflow.
+            **args: ``pyfunc_workflow`` (``python_model`` when not set),
+                ``load_args``, ``save_args``, ``metadata``: see
+                :class:`~kedroflow.io.model_dataset.ModelDatasetArgs`.
         """
         owner = f"MlflowModelRegistryDataset '{model_name}'"
         if alias and stage_or_version is not None:
             raise MlflowDatasetError(
                 f"{owner}: set either `alias` or `stage_or_version`, not both."
             )
+        args["pyfunc_workflow"] = args.get("pyfunc_workflow") or "python_model"
         self._take_model_args(
-            owner, flavor or "mlflow.pyfunc", pyfunc_workflow or "python_model",
-            load_args, save_args, metadata,
+            owner, flavor or "mlflow.pyfunc", args,
+            "model_name", "stage_or_version", "alias",
         )  # fmt: skip
         self._model_name = model_name
         self._stage_or_version = stage_or_version
@@ -117,13 +112,10 @@ class MlflowModelRegistryDataset(_LoggingModelDataset):
                 f"'{self._stage_or_version}' and cannot save: the registry numbers new "
                 "versions itself. Use `alias:` (e.g. champion) on entries that save."
             )
-        if self._logging_off():
-            logger.debug("Tracking is off: %s does not register", self._label())
-            return
         save_args = {**self._save_args, "registered_model_name": self._model_name}
         save_args.setdefault("name", self._model_name)
         info = self._log_model(data, save_args)
-        version = info.registered_model_version
+        version = None if info is None else info.registered_model_version
         if self._alias and version is not None:
             self._client().set_registered_model_alias(
                 self._model_name, self._alias, str(version)

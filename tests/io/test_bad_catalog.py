@@ -65,7 +65,15 @@ CORPUS: list[tuple[str, str]] = [
         "{type: kedroflow.MlflowModelLocalFileSystemDataset, filepath: m, flavor: sklearn}",
         "sklearn",
     ),
+    (
+        "{type: kedroflow.MlflowModelTrackingDataset, flavor: mlflow.sklearn, save_arg: {}}",
+        "save_arg",
+    ),
     ("{type: kedroflow.MlflowModelRegistryDataset}", "model_name"),
+    (
+        "{type: kedroflow.MlflowModelRegistryDataset, model_name: m, alais: champion}",
+        "alais",
+    ),
     (
         "{type: kedroflow.MlflowModelRegistryDataset, model_name: m, alias: champion, stage_or_version: 2}",
         "alias",
