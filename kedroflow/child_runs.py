@@ -81,8 +81,9 @@ class ChildRuns:
                 tags = {PARENT_TAG: parent.run_id, f"kedro.{mode}": group}
                 run = client.create_run(experiment_id, tags=tags, run_name=group)
                 child = tracking.CurrentRun(
-                    run.info.run_id, parent.stores, parent.secrets
-                )
+                    run.info.run_id, parent.stores, parent.secrets,
+                    experiment_id=experiment_id,
+                )  # fmt: skip
                 children.runs[group] = (run, child)
                 params = consumed_params(pipeline.only_nodes(*(n.name for n in nodes)))
                 tracking.log_params(child, params, config.tracking.params)

@@ -64,6 +64,7 @@ class Continuation:
     stores: Stores
     run_id: str
     outbox: Outbox
+    experiment_id: str
 
 
 def switch(run: OpenRun, undelivered: list[Undelivered]) -> OpenRun:
@@ -81,8 +82,9 @@ def switch(run: OpenRun, undelivered: list[Undelivered]) -> OpenRun:
         forget_active_run(old.run_id)
     logger.warning(lost_message(plan, old.stores, old.run_id, continuation.run_id))
     current = CurrentRun(
-        continuation.run_id, continuation.stores, old.secrets, continuation.outbox
-    )
+        continuation.run_id, continuation.stores, old.secrets, continuation.outbox,
+        continuation.experiment_id,
+    )  # fmt: skip
     return OpenRun(current, owned=True, pushed=False, saved=run.saved)
 
 
@@ -159,7 +161,7 @@ def open_continuation(
         successor = outbox.successor(client, info.run_id, info.artifact_uri)
     else:
         successor = Outbox(client, info.run_id, artifact_uri=info.artifact_uri)
-    return Continuation(offline, info.run_id, successor)
+    return Continuation(offline, info.run_id, successor, experiment)
 
 
 def _experiment_id(offline: Stores, name: str) -> str:

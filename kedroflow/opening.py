@@ -51,6 +51,8 @@ class CurrentRun:
     stores: Stores
     secrets: Secrets = field(default_factory=Secrets)
     outbox: Outbox | None = field(default=None, compare=False)
+    #: The run's experiment when known at opening (saves lineage a lookup).
+    experiment_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ class Opening:
             artifact_uri=info.artifact_uri,
             history_known=history_known,
         )
-        return CurrentRun(info.run_id, stores, self.secrets, outbox)
+        return CurrentRun(info.run_id, stores, self.secrets, outbox, info.experiment_id)
 
 
 def log_tags(run: CurrentRun, tags: Mapping[str, Any]) -> None:

@@ -137,7 +137,12 @@ def current_run() -> CurrentRun | None:
         stores = Stores(uri, registry) if uri else Stores.from_mlflow()
         return CurrentRun(run_id, stores)
     active = mlflow.active_run()
-    return CurrentRun(active.info.run_id, Stores.from_mlflow()) if active else None
+    if active is None:
+        return None
+    info = active.info
+    return CurrentRun(
+        info.run_id, Stores.from_mlflow(), experiment_id=info.experiment_id
+    )
 
 
 def use_in_thread(run: CurrentRun | None) -> None:

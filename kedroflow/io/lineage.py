@@ -26,9 +26,7 @@ from kedroflow.io.artifact_dataset import MlflowArtifactDataset
 from kedroflow.io.registry_dataset import MlflowModelRegistryDataset
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from mlflow import MlflowClient
+    from collections.abc import Collection, Iterable
 
     from kedroflow.secrets import Secrets
     from kedroflow.tracking import CurrentRun
@@ -221,6 +219,7 @@ def record_lineage(
     run: CurrentRun,
     context: str,
     strict: bool = False,
+    producible: Collection[str] | None = None,
 ) -> list[DatasetInput]:
     """Record what a run read and wrote, linking each input to the run that wrote it.
 
@@ -230,8 +229,11 @@ def record_lineage(
     becomes a ``kedroflow.output.<digest>`` run tag; each input gets the context tag
     (``training`` or ``inference``) and, when a run of the experiment wrote the same
     data, ``kedroflow.produced_by`` (one search per input, none for data this run
-    wrote itself). Returns the inputs logged. A failed request is logged as a
-    warning (lineage never fails a run), or raised if ``strict``.
+    wrote itself). ``producible``: the datasets some pipeline of the project writes;
+    an input outside it is source data that no kedro run produced, so it is not
+    searched (None: search for every input). Returns the inputs logged. A failed
+    request is logged as a warning (lineage never fails a run), or raised if
+    ``strict``.
     """
     from mlflow.entities import RunTag
 
@@ -247,7 +249,10 @@ def record_lineage(
         for name, d in described.items()
         if name in written and _traceable(d)
     }
-    inputs = _inputs(client, run_id, described, read, written, context)
+    searched = read - written
+    if producible is not None:
+        searched &= set(producible)
+    inputs = _inputs(run, described, read, written, searched=searched, context=context)
     try:
         items = [RunTag(k, v) for k, v in outputs.items()]
         for start in range(0, len(items), _TAG_BATCH):
@@ -263,24 +268,28 @@ def record_lineage(
     return inputs
 
 
-def _inputs(  # noqa: PLR0917
-    client: MlflowClient,
-    run_id: str,
+def _inputs(
+    run: CurrentRun,
     described: dict[str, Dataset],
     read: set[str],
     written: set[str],
+    *,
+    searched: set[str],
     context: str,
 ) -> list[DatasetInput]:
-    """The run's inputs, each tagged with its context and the run that produced it."""
+    """The run's inputs, each tagged with its context and the run that produced it.
+
+    Data this run wrote was produced by the run itself; only ``searched`` inputs are
+    looked up among the experiment's other runs.
+    """
     inputs = []
-    experiment: list[str] = []  # looked up once, on the first search
     for name, dataset in described.items():
         if name not in read:
             continue
         tags = [InputTag("mlflow.data.context", context)]
-        producer = run_id if name in written else None
-        if producer is None and _traceable(dataset):
-            producer = _producer(client, run_id, dataset.digest, experiment)
+        producer = run.run_id if name in written else None
+        if name in searched and _traceable(dataset):
+            producer = _producer(run, dataset.digest)
         if producer:
             tags.append(InputTag(PRODUCED_BY, producer))
         inputs.append(DatasetInput(dataset, tags))
@@ -318,17 +327,15 @@ def _traceable(dataset: Dataset) -> bool:
     return '"digest": "missing"' not in (dataset.profile or "")
 
 
-def _producer(
-    client: Any, run_id: str, digest: str, experiment: list[str]
-) -> str | None:
+def _producer(run: CurrentRun, digest: str) -> str | None:
     """The latest other run of the experiment that wrote data with ``digest``."""
-    if not experiment:
-        experiment.append(client.get_run(run_id).info.experiment_id)
+    client = run.stores.client
+    experiment = run.experiment_id or client.get_run(run.run_id).info.experiment_id
     found = client.search_runs(
-        experiment,
+        [experiment],
         filter_string=f"tags.`{OUTPUT_TAG}{digest}` LIKE '%'",
         max_results=2,
         order_by=["attributes.start_time DESC"],
     )
-    others = [r.info.run_id for r in found if r.info.run_id != run_id]
+    others = [r.info.run_id for r in found if r.info.run_id != run.run_id]
     return others[0] if others else None

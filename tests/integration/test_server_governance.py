@@ -44,3 +44,62 @@ def test_gate_lineage_and_card_on_the_server(
     )
     assert f"]({link})" in second.description  # the card links to the server's UI
     assert "worst_slice.accuracy_score" in training.data.metrics
+
+
+LINEAGE_NODES = """
+def clean(source):
+    return source.dropna()
+
+
+def summarize(clean):
+    return {"rows": len(clean)}
+"""
+
+LINEAGE_REGISTRY = """
+from kedro.pipeline import Node, Pipeline
+
+from fake_project.nodes import clean, summarize
+
+
+def register_pipelines():
+    etl = Pipeline([Node(clean, "source", "clean", name="clean")])
+    use = Pipeline([Node(summarize, "clean", "summary", name="summarize")])
+    return {"etl": etl, "use": use, "__default__": etl + use}
+"""
+
+LINEAGE_CATALOG = """
+source: {type: pandas.CSVDataset, filepath: data/source.csv}
+clean: {type: pandas.CSVDataset, filepath: data/clean.csv}
+summary: {type: json.JSONDataset, filepath: data/summary.json}
+"""
+
+
+def test_only_data_a_pipeline_writes_is_looked_up(
+    kedro_project: Any, tracking_server: Any
+) -> None:
+    """Source data costs no search; data a pipeline wrote is linked to its run."""
+    kedro_project.write("src/fake_project/nodes.py", LINEAGE_NODES)
+    kedro_project.write_pipelines(LINEAGE_REGISTRY)
+    kedro_project.write("conf/base/catalog.yml", LINEAGE_CATALOG)
+    kedro_project.write("data/source.csv", "x\n1\n\n2\n")
+    kedro_project.write("conf/local/mlflow.yml", tracking_server.mlflow_yml())
+    calls = {}
+    for pipeline in ("etl", "use"):
+        with tracking_server.request_counter() as counter:
+            kedro_project.run(pipeline_names=[pipeline])
+        calls[pipeline] = counter.by_endpoint()
+    etl, use = tracking_server.runs()
+
+    def inputs(run: Any) -> dict[str, dict[str, str]]:
+        return {
+            i.dataset.name: {t.key: t.value for t in i.tags}
+            for i in run.inputs.dataset_inputs
+        }
+
+    assert "kedroflow.produced_by" not in inputs(etl)["source"]
+    assert inputs(use)["clean"]["kedroflow.produced_by"] == etl.info.run_id
+    # no run can have written `source`: no search, and the experiment is known
+    assert "POST /api/2.0/mlflow/runs/search" not in calls["etl"], calls["etl"]
+    assert "GET /api/2.0/mlflow/runs/get" not in calls["etl"], calls["etl"]
+    assert calls["use"]["POST /api/2.0/mlflow/runs/search"] == 1, calls["use"]
+    assert "GET /api/2.0/mlflow/runs/get" not in calls["use"], calls["use"]
