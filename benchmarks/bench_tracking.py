@@ -278,7 +278,8 @@ def write_env(
         f"tracking:\n  experiment:\n    name: {PACKAGE}\n"
         # One MLflow parameter per leaf: the 300 parameters of the scenario.
         "  params:\n    dict_params:\n      flatten: true\n      recursive: true\n"
-        f"  tracing:\n    enabled: {'true' if tracing else 'false'}\n"
+        # traced is the default: no key, so that the code before tracing reads it too
+        + ("" if tracing else "  tracing:\n    enabled: false\n")
     )
 
 
@@ -660,6 +661,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--backend", choices=["auto", "postgres", "sqlite"], default="auto",
                         help="the server's backend store (auto: PostgreSQL if available)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the tmp project")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="comma-separated modes to run (none is always run)")  # fmt: skip
+    parser.add_argument("--stores-only", action="store_true",
+                        help="skip `kedro --help` and the example's `kedro run`")  # fmt: skip
     parser.add_argument("--profile", action="store_true",
                         help="also print a cProfile of 3 tracked runs per store")  # fmt: skip
     return parser.parse_args()
@@ -688,12 +693,13 @@ def bench_stores(args: argparse.Namespace, root: Path, project: Path) -> int:
             write_env(project, "sqlite_untraced", "sqlite:///mlflow.db", tracing=False)
             write_env(project, "server_untraced", server.url, tracing=False)
             runner = Runner(project, server.url)
-            results = measure(runner, "full50", MODES, reps)
+            modes = ("none", *(m for m in args.modes.split(",") if m in MODES[1:]))
+            results = measure(runner, "full50", modes, reps)
             report_runs(f"Full scenario: {full}", results, FULL_TARGET, 50)
             local = f"sqlite:///{project / 'mlflow.db'}"
             print("  last SQLite run:", check_last_run(project, local))
             print("  last server run:", check_last_run(project, server.url))
-            results = measure(runner, "n50", MODES, reps)
+            results = measure(runner, "n50", modes, reps)
             report_runs("Without datasets: 50 nodes", results, target, 50)
             sides = {
                 "full50_m1": f"Full scenario with 1 metric dataset (not {METRICS})",
@@ -702,9 +708,8 @@ def bench_stores(args: argparse.Namespace, root: Path, project: Path) -> int:
                 "n1000": "Without datasets: 1,000 nodes",
             }
             for pipeline, title in sides.items():
-                side = measure(
-                    runner, pipeline, ("none", "sqlite", "server"), side_reps
-                )
+                side_modes = tuple(m for m in modes if m != "off")
+                side = measure(runner, pipeline, side_modes, side_reps)
                 limit = FULL_TARGET if pipeline.startswith("full") else target
                 report_runs(title, side, limit)
             if args.profile:
@@ -755,7 +760,7 @@ def main() -> int:
         os.environ["KEDRO_LOGGING_CONFIG"] = str(project / "conf" / "logging.yml")
         os.chdir(project)
         code = bench_stores(args, root, project)
-        if code == 0:
+        if code == 0 and not args.stores_only:
             bench_cli(args, project)
     return code
 
