@@ -13,11 +13,12 @@ pipeline model built by ``pipeline_ml_factory`` references it by URI, without a 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 import mlflow
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 from mlflow.exceptions import MlflowException
+from typing_extensions import Unpack  # typing.Unpack needs Python 3.11
 
 from kedroflow.errors import MlflowDatasetError
 from kedroflow.io._base import (
@@ -27,9 +28,6 @@ from kedroflow.io._base import (
     mapping_arg,
     model_args,
 )
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlflow.exceptions import MlflowException
+from typing_extensions import Unpack  # typing.Unpack needs Python 3.11
 
 from kedroflow.errors import MlflowDatasetError
 from kedroflow.io._base import load_flavor
 from kedroflow.io.model_dataset import ModelDatasetArgs, _LoggingModelDataset
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 
 
 class MlflowModelRegistryDataset(_LoggingModelDataset):
