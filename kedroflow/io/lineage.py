@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from kedro.io import AbstractDataset, AbstractVersionedDataset
 from kedro.io.core import is_parameter
+from kedro.pipeline.transcoding import TRANSCODING_SEPARATOR
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
 
@@ -251,7 +252,9 @@ def record_lineage(
     }
     searched = read - written
     if producible is not None:
-        searched &= set(producible)
+        # a transcoded dataset (`x@pandas` written, `x@spark` read) is one file
+        bases = {_untranscoded(name) for name in producible}
+        searched = {name for name in searched if _untranscoded(name) in bases}
     inputs = _inputs(run, described, read, written, searched=searched, context=context)
     try:
         items = [RunTag(k, v) for k, v in outputs.items()]
@@ -319,6 +322,10 @@ def _is_metric(dataset: AbstractDataset) -> bool:
     from kedroflow.io.metric_dataset import MetricDatasetBase
 
     return isinstance(dataset, MetricDatasetBase)
+
+
+def _untranscoded(name: str) -> str:
+    return name.split(TRANSCODING_SEPARATOR, 1)[0]
 
 
 def _traceable(dataset: Dataset) -> bool:

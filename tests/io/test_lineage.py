@@ -99,3 +99,56 @@ class TestRecordLineage:
         assert stats["files"] == 1
         (tmp_path / "d" / "b.txt").write_text("b")
         assert file_digest(tmp_path / "d")[0] != before
+
+
+TRANSCODED_NODES = """
+def clean(source):
+    return source.dropna()
+
+
+def count_lines(clean):
+    return {"lines": len(clean.splitlines())}
+"""
+
+TRANSCODED_REGISTRY = """
+from kedro.pipeline import Node, Pipeline
+
+from fake_project.nodes import clean, count_lines
+
+
+def register_pipelines():
+    etl = Pipeline([Node(clean, "source", "clean@pandas", name="clean")])
+    use = Pipeline([Node(count_lines, "clean@text", "summary", name="count")])
+    return {"etl": etl, "use": use, "__default__": etl}
+"""
+
+TRANSCODED_CATALOG = """
+source: {type: pandas.CSVDataset, filepath: data/source.csv}
+clean@pandas: {type: pandas.CSVDataset, filepath: data/clean.csv}
+clean@text: {type: text.TextDataset, filepath: data/clean.csv}
+summary: {type: json.JSONDataset, filepath: data/summary.json}
+"""
+
+
+class TestProducingRun:
+    def test_a_file_written_and_read_under_two_transcodings_is_linked(
+        self, kedro_project: Any
+    ) -> None:
+        """``clean@pandas`` written by one run, ``clean@text`` read by the next."""
+        kedro_project.write("src/fake_project/nodes.py", TRANSCODED_NODES)
+        kedro_project.write_pipelines(TRANSCODED_REGISTRY)
+        kedro_project.write("conf/base/catalog.yml", TRANSCODED_CATALOG)
+        kedro_project.write("data/source.csv", "x\n1\n\n2\n")
+        kedro_project.run(pipeline_names=["etl"])
+        kedro_project.run(pipeline_names=["use"])
+        etl, use = kedro_project.runs()
+        client = kedro_project.client()
+        source = {
+            t.key: t.value for t in inputs_of(client, etl.info.run_id)["source"].tags
+        }
+        assert "kedroflow.produced_by" not in source  # no run writes it
+        read = {
+            t.key: t.value
+            for t in inputs_of(client, use.info.run_id)["clean@text"].tags
+        }
+        assert read["kedroflow.produced_by"] == etl.info.run_id
