@@ -40,7 +40,9 @@ from kedroflow.errors import TrackingError
 from kedroflow.local_artifacts import LocalArtifacts, local_artifact_root
 
 if TYPE_CHECKING:
-    from mlflow.entities import Metric
+    from collections.abc import Sequence
+
+    from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
@@ -201,17 +203,25 @@ class Outbox:
         ):
             self._submit(self.flush_metrics)
 
-    def flush_metrics(self) -> None:
-        """Send every buffered metric now, in one batch (failures kept for ``close``)."""
+    def flush_metrics(self, tags: Sequence[RunTag] = ()) -> None:
+        """Send every buffered metric now, in one batch (failures kept for ``close``).
+
+        ``tags`` go in the same request (the run's lineage tags at its end: one request
+        less); if it fails, the metrics are kept and the error is raised for the tags.
+        """
         with self._send_lock:
             with self._lock:
                 buffer, self._buffer = self._buffer, _Buffer()
-            if not buffer.metrics:
+            if not buffer.metrics and not tags:
                 return
             try:
-                self._client.log_batch(self.run_id, metrics=buffer.metrics)
+                self._client.log_batch(
+                    self.run_id, metrics=buffer.metrics, tags=list(tags)
+                )
             except Exception as error:  # kept, reported by close(): nothing is lost
                 self._fail_metrics(buffer, error)
+                if tags:
+                    raise
 
     def _fail_metrics(self, buffer: _Buffer, error: Exception) -> None:
         by_source: dict[str, list[Metric]] = {}

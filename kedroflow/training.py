@@ -57,17 +57,16 @@ def log_run_outputs(
     names = provenance.pipeline_names(run_params)
     training = bool(find_pipeline_ml(registry, names, pipeline))
     lineage = (catalog, pipeline.all_inputs(), pipeline.all_outputs())
-    producible = _producible(registry, pipeline)
     context = "training" if training else "inference"
     try:
-        _record_lineage(lineage, run, context, producible)
+        _record_lineage(lineage, run, context)
     except MlflowException as error:  # lineage never fails a run
         continued = tracking.fail_over()
         if continued is None:
             logger.warning("kedroflow: could not record the run's lineage: %s", error)
         else:
             run = continued
-            _record_lineage(lineage, run, context, producible)
+            _record_lineage(lineage, run, context)
     if not training:
         return
     try:
@@ -79,31 +78,13 @@ def log_run_outputs(
         _log_model(continued, run_params, pipeline, catalog, config)
 
 
-def _producible(registry: Mapping[str, Pipeline], pipeline: Pipeline) -> set[str]:
-    """The datasets some pipeline of the project writes: the others are source data.
-
-    Lineage looks for the run that produced an input only among these (a search
-    request each), so raw data costs no request.
-    """
-    written = set(pipeline.all_outputs())
-    for registered in registry.values():
-        written |= registered.all_outputs()
-    return written
-
-
 def _record_lineage(
-    lineage: tuple[Any, Iterable[str], Iterable[str]],
-    run: CurrentRun,
-    context: str,
-    producible: set[str],
+    lineage: tuple[Any, Iterable[str], Iterable[str]], run: CurrentRun, context: str
 ) -> None:
     from kedroflow.io.lineage import record_lineage
 
     catalog, read, written = lineage
-    record_lineage(
-        catalog, read, written,
-        run=run, context=context, strict=True, producible=producible,
-    )  # fmt: skip
+    record_lineage(catalog, read, written, run=run, context=context, strict=True)
 
 
 def _log_model(

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from kedro.io import AbstractDataset, AbstractVersionedDataset
 from kedro.io.core import is_parameter
-from kedro.pipeline.transcoding import TRANSCODING_SEPARATOR
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
 
@@ -27,7 +26,7 @@ from kedroflow.io.artifact_dataset import MlflowArtifactDataset
 from kedroflow.io.registry_dataset import MlflowModelRegistryDataset
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable
+    from collections.abc import Iterable
 
     from kedroflow.secrets import Secrets
     from kedroflow.tracking import CurrentRun
@@ -209,7 +208,6 @@ OUTPUT_TAG = "kedroflow.output."
 #: Dataset input tag: the run that wrote the data this run read.
 PRODUCED_BY = "kedroflow.produced_by"
 _UNTRACEABLE = ("kedro", "mlflow_run", "mlflow_registry")  # no file to follow
-_TAG_BATCH = 100  # MLflow's limit of tags per log_batch request
 
 
 def record_lineage(
@@ -220,7 +218,6 @@ def record_lineage(
     run: CurrentRun,
     context: str,
     strict: bool = False,
-    producible: Collection[str] | None = None,
 ) -> list[DatasetInput]:
     """Record what a run read and wrote, linking each input to the run that wrote it.
 
@@ -230,11 +227,8 @@ def record_lineage(
     becomes a ``kedroflow.output.<digest>`` run tag; each input gets the context tag
     (``training`` or ``inference``) and, when a run of the experiment wrote the same
     data, ``kedroflow.produced_by`` (one search per input, none for data this run
-    wrote itself). ``producible``: the datasets some pipeline of the project writes;
-    an input outside it is source data that no kedro run produced, so it is not
-    searched (None: search for every input). Returns the inputs logged. A failed
-    request is logged as a warning (lineage never fails a run), or raised if
-    ``strict``.
+    wrote itself). Returns the inputs logged. A failed request is logged as a
+    warning (lineage never fails a run), or raised if ``strict``.
     """
     from mlflow.entities import RunTag
 
@@ -250,16 +244,14 @@ def record_lineage(
         for name, d in described.items()
         if name in written and _traceable(d)
     }
-    searched = read - written
-    if producible is not None:
-        # a transcoded dataset (`x@pandas` written, `x@spark` read) is one file
-        bases = {_untranscoded(name) for name in producible}
-        searched = {name for name in searched if _untranscoded(name) in bases}
-    inputs = _inputs(run, described, read, written, searched=searched, context=context)
+    inputs = _inputs(run, described, read, written, context)
     try:
-        items = [RunTag(k, v) for k, v in outputs.items()]
-        for start in range(0, len(items), _TAG_BATCH):
-            client.log_batch(run_id, tags=items[start : start + _TAG_BATCH])
+        tags = [RunTag(k, v) for k, v in outputs.items()]
+        if run.outbox is not None and run.outbox.active:
+            # with the metrics still buffered: one request for both
+            run.outbox.flush_metrics(tags)
+        elif tags:
+            client.log_batch(run_id, tags=tags)  # MLflow splits it in batches of 100
         if inputs:
             client.log_inputs(run_id, datasets=inputs)
     except MlflowException as error:  # lineage never fails a run
@@ -276,22 +268,16 @@ def _inputs(
     described: dict[str, Dataset],
     read: set[str],
     written: set[str],
-    *,
-    searched: set[str],
     context: str,
 ) -> list[DatasetInput]:
-    """The run's inputs, each tagged with its context and the run that produced it.
-
-    Data this run wrote was produced by the run itself; only ``searched`` inputs are
-    looked up among the experiment's other runs.
-    """
+    """The run's inputs, each tagged with its context and the run that produced it."""
     inputs = []
     for name, dataset in described.items():
         if name not in read:
             continue
         tags = [InputTag("mlflow.data.context", context)]
         producer = run.run_id if name in written else None
-        if name in searched and _traceable(dataset):
+        if producer is None and _traceable(dataset):
             producer = _producer(run, dataset.digest)
         if producer:
             tags.append(InputTag(PRODUCED_BY, producer))
@@ -322,10 +308,6 @@ def _is_metric(dataset: AbstractDataset) -> bool:
     from kedroflow.io.metric_dataset import MetricDatasetBase
 
     return isinstance(dataset, MetricDatasetBase)
-
-
-def _untranscoded(name: str) -> str:
-    return name.split(TRANSCODING_SEPARATOR, 1)[0]
 
 
 def _traceable(dataset: Dataset) -> bool:

@@ -114,16 +114,16 @@ class TestRequestsOnServer:
         assert len(run.data.metrics) == N_METRICS + 1
         calls = counter.by_endpoint()
         assert "GET /api/2.0/mlflow/metrics/get-history" not in calls, calls
-        # one batch of parameters, one of metrics, one of the lineage tags of the
+        # one batch of parameters, one of the metrics with the lineage tags of the
         # outputs written: not one request per metric save
-        assert calls["POST /api/2.0/mlflow/runs/log-batch"] == 3, calls
+        assert calls["POST /api/2.0/mlflow/runs/log-batch"] == 2, calls
         # MLflow 3.0 uploads the run's trace as one more artifact: not an output
         uploads = [p for m, p in counter.calls if m == "PUT" and "/traces/" not in p]
         assert len(uploads) == N_ARTIFACTS, calls
-        # the probe, the experiment (looked up, then created), the run, 3 batches,
+        # the probe, the experiment (looked up, then created), the run, 2 batches,
         # the uploads, the end; the trace (tracing on, the default) in at most 3 more
         # and MLflow's check of the server's version (once per process)
-        assert counter.count <= 8 + N_ARTIFACTS + 3 + 1, calls
+        assert counter.count <= 7 + N_ARTIFACTS + 3 + 1, calls
 
 
 class TestPipelineModelOnServer:

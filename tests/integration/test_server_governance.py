@@ -74,10 +74,10 @@ summary: {type: json.JSONDataset, filepath: data/summary.json}
 """
 
 
-def test_only_data_a_pipeline_writes_is_looked_up(
+def test_lineage_costs_a_search_per_input_and_no_run_lookup(
     kedro_project: Any, tracking_server: Any
 ) -> None:
-    """Source data costs no search; data a pipeline wrote is linked to its run."""
+    """The producer of each input is searched once; the run is not read back."""
     kedro_project.write("src/fake_project/nodes.py", LINEAGE_NODES)
     kedro_project.write_pipelines(LINEAGE_REGISTRY)
     kedro_project.write("conf/base/catalog.yml", LINEAGE_CATALOG)
@@ -98,8 +98,7 @@ def test_only_data_a_pipeline_writes_is_looked_up(
 
     assert "kedroflow.produced_by" not in inputs(etl)["source"]
     assert inputs(use)["clean"]["kedroflow.produced_by"] == etl.info.run_id
-    # no run can have written `source`: no search, and the experiment is known
-    assert "POST /api/2.0/mlflow/runs/search" not in calls["etl"], calls["etl"]
-    assert "GET /api/2.0/mlflow/runs/get" not in calls["etl"], calls["etl"]
-    assert calls["use"]["POST /api/2.0/mlflow/runs/search"] == 1, calls["use"]
-    assert "GET /api/2.0/mlflow/runs/get" not in calls["use"], calls["use"]
+    for pipeline in ("etl", "use"):
+        # one input each: one search; the experiment is known from the run's start
+        assert calls[pipeline]["POST /api/2.0/mlflow/runs/search"] == 1, calls
+        assert "GET /api/2.0/mlflow/runs/get" not in calls[pipeline], calls
