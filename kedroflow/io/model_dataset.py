@@ -81,6 +81,16 @@ class _LoggingModelDataset(MlflowBaseDataset[Any, Any]):
         self._save_args = mapping_arg(args.get("save_args"), "save_args", kind)
         self.metadata = args.get("metadata")
 
+    def _init_config(self) -> dict[str, Any]:
+        """The catalog entry of this dataset, as ``catalog.to_config()`` gives it.
+
+        Kedro records the constructor's arguments by name, so ``**args`` arrives as
+        one ``args`` key: the entry has those keys at its top level.
+        """
+        config: dict[str, Any] = super()._init_config()
+        config.update(config.pop("args", None) or {})
+        return config
+
     def _logged_name(self, save_args: dict[str, Any]) -> str:
         """The LoggedModel name: ``name`` (or MLflow 2's ``artifact_path``), else the entry."""
         name = save_args.get("name") or save_args.get("artifact_path")
@@ -261,7 +271,8 @@ class MlflowModelTrackingDataset(_LoggingModelDataset):
                 f"'{self._load_args['model_uri']}' and cannot save: remove "
                 "`load_args.model_uri` to log models with it."
             )
-        current = self._current_run_id()
+        # tracking off: nothing is logged, so no run is written to either
+        current = None if self._logging_off() else self._current_run_id()
         if self._run_id and current and self._run_id != current:
             raise MlflowDatasetError(
                 f"Dataset {self._label()} loads its model from MLflow run "

@@ -9,7 +9,7 @@ from typing import Any
 
 import mlflow
 import pytest
-from kedro.io import DatasetError, Version
+from kedro.io import DataCatalog, DatasetError, Version
 from mlflow.entities import LoggedModelStatus
 from sklearn.dummy import DummyClassifier
 
@@ -93,6 +93,16 @@ class TestMlflowModelTrackingDataset:
         dataset = MlflowModelTrackingDataset(flavor="mlflow.sklearn")
         dataset.save(model())
         assert dataset.model_id is None
+
+    def test_tracking_off_with_another_run_pinned(
+        self, run_id: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Off means nothing is logged: no complaint about the run it would go to."""
+        monkeypatch.setenv(TRACKING_OFF_ENV, "1")
+        dataset = MlflowModelTrackingDataset(flavor="mlflow.sklearn", run_id="0" * 32)
+        dataset.save(model())
+        assert dataset.model_id is None
+        assert mlflow.search_logged_models(output_format="list") == []
 
     def test_no_run(self, tracking_uri: str) -> None:
         mlflow.set_tracking_uri(tracking_uri)
@@ -326,3 +336,29 @@ class TestNoRunOpen:
         with pytest.raises(DatasetError, match="no MLflow run is open") as error:
             kedro_project.run()
         assert ("`run_id:`" in str(error.value)) is suggests_run_id
+
+
+class TestCatalogConfig:
+    def test_model_entries_describe_themselves_as_written(self) -> None:
+        """``catalog.to_config()`` (``kedro catalog``, the pipeline model's stored
+        entries) gives back entries that build the same datasets."""
+        config = {
+            "model": {
+                "type": "kedroflow.MlflowModelTrackingDataset",
+                "flavor": "mlflow.sklearn",
+                "save_args": {"pip_requirements": ["scikit-learn"]},
+            },
+            "champion": {
+                "type": "kedroflow.MlflowModelRegistryDataset",
+                "model_name": "clf",
+                "alias": "champion",
+                "load_args": {"dst_path": None},
+            },
+        }
+        catalog = DataCatalog.from_config(config)
+        built = {name: catalog[name] for name in config}  # no longer lazy entries
+        described = catalog.to_config()[0]
+        again = DataCatalog.from_config(described)
+        for name, entry in config.items():
+            assert described[name]["save_args" if "save_args" in entry else "load_args"]
+            assert again[name]._describe() == built[name]._describe()
