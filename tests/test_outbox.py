@@ -8,6 +8,7 @@ unbuffered saves would have given them.
 
 from __future__ import annotations
 
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,12 @@ from typing import Any
 import mlflow
 import pytest
 from kedro.runner import ParallelRunner, ThreadRunner
+from mlflow.entities import Metric, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from kedroflow.errors import TrackingError
+from kedroflow.outbox import Outbox
 from tests.conftest import WAITING_NODE
 
 NODES = (
@@ -225,3 +230,29 @@ class TestFailedUpload:
         assert project.client().list_artifacts(run.info.run_id) == []
         root = Path(run.info.artifact_uri.removeprefix("file://")).parent.parent
         assert not list(root.rglob("report.json"))
+
+
+class TestLineageTagsWithTheMetrics:
+    def test_one_request_and_the_metrics_kept_when_it_is_refused(
+        self, tmp_path: Path, migrated_db: Path
+    ) -> None:
+        """Lineage's output tags ride on the metric batch; a failure loses no metric."""
+        shutil.copy(migrated_db, tmp_path / "mlflow.db")
+        client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        experiment = client.create_experiment("o", (tmp_path / "art").as_uri())
+        run_id = client.create_run(experiment).info.run_id
+        outbox = Outbox(client, run_id, history_known=True)
+        source = "'acc' (MlflowMetricDataset)"
+        outbox.log_metrics(source, [Metric("acc", 0.5, 0, 0)])
+        outbox.flush_metrics([RunTag("kedroflow.output.abc", "report")])
+        data = client.get_run(run_id).data
+        assert data.metrics == {"acc": 0.5}
+        assert data.tags["kedroflow.output.abc"] == "report"
+
+        outbox.log_metrics(source, [Metric("acc", 0.7, 0, 1)])
+        client.delete_run(run_id)  # the store now refuses every write to the run
+        with pytest.raises(MlflowException):
+            outbox.flush_metrics([RunTag("kedroflow.output.def", "model")])
+        (undelivered,) = outbox.close()
+        assert undelivered.source == source
+        assert [(m.value, m.step) for m in undelivered.metrics] == [(0.7, 1)]

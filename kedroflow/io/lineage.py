@@ -228,7 +228,9 @@ def record_lineage(
     (``training`` or ``inference``) and, when a run of the experiment wrote the same
     data, ``kedroflow.produced_by`` (one search per input, none for data this run
     wrote itself). Returns the inputs logged. A failed request is logged as a
-    warning (lineage never fails a run), or raised if ``strict``.
+    warning (lineage never fails a run), or raised if ``strict``. The output tags go
+    in one request with the metrics the run's outbox still holds: if it fails, those
+    metrics stay undelivered and the run's end reports them, as for any metric send.
     """
     from mlflow.entities import RunTag
 
