@@ -274,13 +274,16 @@ def _inputs(
 ) -> list[DatasetInput]:
     """The run's inputs, each tagged with its context and the run that produced it."""
     inputs = []
+    experiment = run.experiment_id  # else looked up once, on the first search
     for name, dataset in described.items():
         if name not in read:
             continue
         tags = [InputTag("mlflow.data.context", context)]
         producer = run.run_id if name in written else None
         if producer is None and _traceable(dataset):
-            producer = _producer(run, dataset.digest)
+            if experiment is None:
+                experiment = run.stores.client.get_run(run.run_id).info.experiment_id
+            producer = _producer(run, experiment, dataset.digest)
         if producer:
             tags.append(InputTag(PRODUCED_BY, producer))
         inputs.append(DatasetInput(dataset, tags))
@@ -318,11 +321,9 @@ def _traceable(dataset: Dataset) -> bool:
     return '"digest": "missing"' not in (dataset.profile or "")
 
 
-def _producer(run: CurrentRun, digest: str) -> str | None:
-    """The latest other run of the experiment that wrote data with ``digest``."""
-    client = run.stores.client
-    experiment = run.experiment_id or client.get_run(run.run_id).info.experiment_id
-    found = client.search_runs(
+def _producer(run: CurrentRun, experiment: str, digest: str) -> str | None:
+    """The latest other run of ``experiment`` that wrote data with ``digest``."""
+    found = run.stores.client.search_runs(
         [experiment],
         filter_string=f"tags.`{OUTPUT_TAG}{digest}` LIKE '%'",
         max_results=2,
