@@ -7,6 +7,11 @@ from typing import Any
 
 import pytest
 
+from tests.io.test_lineage import (
+    TRANSCODED_CATALOG,
+    TRANSCODED_NODES,
+    TRANSCODED_REGISTRY,
+)
 from tests.test_governance import CATALOG, EVALUATION, GATED, NODES, REGISTRY
 
 pytestmark = pytest.mark.integration
@@ -46,41 +51,13 @@ def test_gate_lineage_and_card_on_the_server(
     assert "worst_slice.accuracy_score" in training.data.metrics
 
 
-LINEAGE_NODES = """
-def clean(source):
-    return source.dropna()
-
-
-def summarize(clean):
-    return {"rows": len(clean)}
-"""
-
-LINEAGE_REGISTRY = """
-from kedro.pipeline import Node, Pipeline
-
-from fake_project.nodes import clean, summarize
-
-
-def register_pipelines():
-    etl = Pipeline([Node(clean, "source", "clean", name="clean")])
-    use = Pipeline([Node(summarize, "clean", "summary", name="summarize")])
-    return {"etl": etl, "use": use, "__default__": etl + use}
-"""
-
-LINEAGE_CATALOG = """
-source: {type: pandas.CSVDataset, filepath: data/source.csv}
-clean: {type: pandas.CSVDataset, filepath: data/clean.csv}
-summary: {type: json.JSONDataset, filepath: data/summary.json}
-"""
-
-
 def test_lineage_costs_a_search_per_input_and_no_run_lookup(
     kedro_project: Any, tracking_server: Any
 ) -> None:
     """The producer of each input is searched once; the run is not read back."""
-    kedro_project.write("src/fake_project/nodes.py", LINEAGE_NODES)
-    kedro_project.write_pipelines(LINEAGE_REGISTRY)
-    kedro_project.write("conf/base/catalog.yml", LINEAGE_CATALOG)
+    kedro_project.write("src/fake_project/nodes.py", TRANSCODED_NODES)
+    kedro_project.write_pipelines(TRANSCODED_REGISTRY)
+    kedro_project.write("conf/base/catalog.yml", TRANSCODED_CATALOG)
     kedro_project.write("data/source.csv", "x\n1\n\n2\n")
     kedro_project.write("conf/local/mlflow.yml", tracking_server.mlflow_yml())
     calls = {}
@@ -97,7 +74,7 @@ def test_lineage_costs_a_search_per_input_and_no_run_lookup(
         }
 
     assert "kedroflow.produced_by" not in inputs(etl)["source"]
-    assert inputs(use)["clean"]["kedroflow.produced_by"] == etl.info.run_id
+    assert inputs(use)["clean@text"]["kedroflow.produced_by"] == etl.info.run_id
     for pipeline in ("etl", "use"):
         # one input each: one search; the experiment is known from the run's start
         assert calls[pipeline]["POST /api/2.0/mlflow/runs/search"] == 1, calls
