@@ -235,6 +235,11 @@ class TestContinueMode:
         (merged,) = server_runs(server, project.experiment)
         assert merged.info.run_id == run_id
         assert complete(server, run_id) == EXPECTED
+        # lineage, sent with the last metrics after the loss: the report it wrote
+        outputs = {
+            v for k, v in merged.data.tags.items() if k.startswith("kedroflow.output.")
+        }
+        assert outputs == {"report"}
 
         again = project.kedro("mlflow", "sync")
         assert "0 run(s) uploaded" in again.stdout
